@@ -1,0 +1,44 @@
+# Two entry points: `make demo` and `make test`. Both set up everything they need, idempotently.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ISE := $(VENV)/bin/ise
+# Reinstall whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup venv engine image model demo test lint bench clean
+
+setup: venv engine image model
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# CPU torch first: otherwise sentence-transformers pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[all,dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+engine: venv
+	$(ISE) sandbox engine
+
+image: engine
+	$(ISE) sandbox build
+
+model: venv
+	$(ISE) llm fetch
+
+demo: setup
+	$(ISE) run -c configs/demo.yaml
+
+test: setup
+	bash scripts/test.sh
+
+lint: venv
+	$(VENV)/bin/ruff check ise tests bench
+	$(VENV)/bin/ruff format --check ise tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""ise: Intent -> Simulate -> Execute, training data for OS agents."""

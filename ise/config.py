@@ -1,0 +1,116 @@
+"""One pydantic config tree, loaded from YAML files and `a.b=value` overrides, applied in order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from ise.errors import InputError
+from ise.llm.config import EmbeddedBackend, LLMBackend
+from ise.records import Record
+from ise.sandbox.config import SandboxConfig
+
+
+class ModelsConfig(Record):
+    """Per-role LLM overrides; a role left unset uses the top-level `llm`."""
+
+    intents: LLMBackend | None = None
+    simulate: LLMBackend | None = None
+    agent: LLMBackend | None = None
+    user: LLMBackend | None = None
+
+
+class IntentsConfig(Record):
+    taxonomy: Path = Path("configs/taxonomy")
+    """Directory holding personas.yaml, domains.yaml, tasks.yaml, complexity.yaml."""
+    count: int = 100
+    """How many matrix cells to sample (before dedup)."""
+    complexity_priors: dict[str, float] = Field(
+        default_factory=lambda: {"simple": 0.1, "medium": 0.4, "complex": 0.5}
+    )
+    max_attempts: int = 3
+    """LLM attempts per intent; each retry is shown the validation error."""
+    dedup_threshold: float = 0.85
+    """Cosine similarity at or above which two intents count as paraphrases."""
+    embedding_model: Literal["all-MiniLM-L6-v2", "hashing"] = "all-MiniLM-L6-v2"
+    """Sentence embedder for semantic dedup and Vendi; `hashing` is a dependency-free fallback."""
+
+
+class Config(Record):
+    seed: int = 0
+    workers: int = 1
+    """Records processed concurrently by each stage."""
+    llm: LLMBackend = Field(default_factory=EmbeddedBackend)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    intents: IntentsConfig = Field(default_factory=IntentsConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    def llm_for(self, role: Literal["intents", "simulate", "agent", "user"]) -> LLMBackend:
+        return getattr(self.models, role) or self.llm
+
+
+def load_config(sources: Sequence[str] = ()) -> Config:
+    """Merge each source in order: a YAML file path, or a `dotted.key=value` override (value parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for source in sources:
+        if "=" in source and not Path(source).exists():
+            key, _, raw = source.partition("=")
+            _set_dotted(tree, key.strip(), _parse_value(source, raw))
+        else:
+            _merge(tree, _read_yaml(Path(source)))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise InputError(_describe(exc)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"config {path} must be a mapping at the top level")
+    return data
+
+
+def _parse_value(source: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise InputError(f"override {source!r}: value is not valid YAML") from None
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"config: unknown key '{key}'"
+    return f"config: {key}: {first['msg']}"

@@ -1,0 +1,5 @@
+"""`ise llm ...` commands."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="llm commands")

@@ -1,0 +1,189 @@
+"""The one runner every stage uses: per-record function, N worker threads, resume, progress, errors, stats.
+
+Stages stay pure (record in, record out); the runner owns the I/O. Resume is "inputs minus ids already in the
+output". Results are written by the main thread only, one whole line each, so Ctrl-C or kill -9 never leaves a
+half record and a rerun picks up where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ise.errors import IseError
+from ise.jsonl import JsonlWriter, done_ids
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+In = TypeVar("In", bound=HasId)
+Out = TypeVar("Out", bound=BaseModel)
+
+stop_requested = threading.Event()
+"""Set on Ctrl-C; long-running stage functions may poll it to give up early."""
+
+
+class StageAborted(IseError):
+    """Too many records in a row failed: the cause is systemic (endpoint down, image missing), not per record."""
+
+
+@dataclass
+class RunStats:
+    total: int = 0
+    skipped: int = 0
+    """Already in the output from an earlier run."""
+    ok: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    labels: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "skipped": self.skipped,
+            "ok": self.ok,
+            "errors": self.errors,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "labels": dict(self.labels),
+        }
+
+
+def errors_path(output: Path) -> Path:
+    return output.with_name(output.name.removesuffix(".jsonl") + ".errors.jsonl")
+
+
+def run_stage(
+    inputs: Iterable[In],
+    process: Callable[[In], Out],
+    output: Path,
+    *,
+    workers: int = 1,
+    description: str = "",
+    label: Callable[[Out], str] | None = None,
+    max_consecutive_errors: int = 10,
+    console: Console | None = None,
+) -> RunStats:
+    """Apply `process` to every input whose id is not yet in `output`; append results, capture failures."""
+    todo, stats = _pending(inputs, output)
+    console = console or Console(stderr=True)
+    started = time.monotonic()
+    stop_requested.clear()
+    consecutive = 0
+    with (
+        JsonlWriter(output) as out,
+        JsonlWriter(errors_path(output)) as errs,
+        _progress(console, description, len(todo) + stats.skipped, stats.skipped) as (progress, task),
+        ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ise-worker") as pool,
+    ):
+        try:
+            for item, result in _completed(pool, process, todo, max(1, workers)):
+                if isinstance(result, BaseException):
+                    stats.errors += 1
+                    consecutive += 1
+                    errs.write(_error_record(item.id, result))
+                    if consecutive >= max_consecutive_errors:
+                        raise StageAborted(
+                            f"{consecutive} records failed in a row, stopping; last error: {result}"
+                        ) from result
+                else:
+                    consecutive = 0
+                    stats.ok += 1
+                    out.write(result)
+                    if label is not None:
+                        stats.labels[label(result)] += 1
+                progress.update(task, advance=1, description=_describe(description, stats))
+        except BaseException:
+            stop_requested.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            stats.elapsed_s = time.monotonic() - started
+    return stats
+
+
+def _pending(inputs: Iterable[In], output: Path) -> tuple[list[In], RunStats]:
+    done = done_ids(output)
+    todo: list[In] = []
+    seen: set[str] = set()
+    stats = RunStats()
+    for item in inputs:
+        if item.id in seen:
+            raise IseError(f"duplicate input id {item.id!r}: ids must be unique for resume to be safe")
+        seen.add(item.id)
+        stats.total += 1
+        if item.id in done:
+            stats.skipped += 1
+        else:
+            todo.append(item)
+    return todo, stats
+
+
+def _completed(
+    pool: ThreadPoolExecutor, process: Callable[[In], Out], todo: list[In], window: int
+) -> Iterator[tuple[In, Out | BaseException]]:
+    """Yield (input, result or exception) as work finishes, keeping at most `window` records in flight."""
+    queue = iter(todo)
+    running: dict[Future[Out], In] = {}
+    while True:
+        while len(running) < window and (item := next(queue, None)) is not None:
+            running[pool.submit(process, item)] = item
+        if not running:
+            return
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            item = running.pop(future)
+            error = future.exception()
+            yield item, (error if error is not None else future.result())
+
+
+def _error_record(record_id: str, error: BaseException) -> dict[str, Any]:
+    return {
+        "id": record_id,
+        "error": type(error).__name__,
+        "message": str(error),
+        "traceback": "".join(traceback.format_exception(error)[-3:]),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _describe(description: str, stats: RunStats) -> str:
+    parts = [f"ok {stats.ok}", f"errors {stats.errors}"]
+    parts += [f"{name} {count}" for name, count in sorted(stats.labels.items())]
+    return f"{description} [{' · '.join(parts)}]"
+
+
+class _progress:
+    """A rich progress bar that stays quiet when not attached to a terminal."""
+
+    def __init__(self, console: Console, description: str, total: int, completed: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task(description, total=total, completed=completed)
+
+    def __enter__(self) -> tuple[Progress, Any]:
+        self.progress.start()
+        return self.progress, self.task
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()

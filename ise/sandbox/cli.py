@@ -1,0 +1,5 @@
+"""`ise sandbox ...` commands."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="sandbox commands")
