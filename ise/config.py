@@ -29,9 +29,7 @@ class IntentsConfig(Record):
     """Directory holding personas.yaml, domains.yaml, tasks.yaml, complexity.yaml."""
     count: int = 100
     """How many matrix cells to sample (before dedup)."""
-    complexity_priors: dict[str, float] = Field(
-        default_factory=lambda: {"simple": 0.1, "medium": 0.4, "complex": 0.5}
-    )
+    complexity_priors: dict[str, float] = Field(default_factory=lambda: {"simple": 0.1, "medium": 0.4, "complex": 0.5})
     max_attempts: int = 3
     """LLM attempts per intent; each retry is shown the validation error."""
     dedup_threshold: float = 0.85

@@ -87,11 +87,10 @@ class JsonlWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: BaseModel | dict[str, Any]) -> None:
-        if isinstance(record, BaseModel):
-            line = record.model_dump_json()
-        else:
-            line = json.dumps(record, ensure_ascii=False)
-        os.write(self._fd, (line + "\n").encode("utf-8"))
+        line = record.model_dump_json() if isinstance(record, BaseModel) else json.dumps(record, ensure_ascii=False)
+        data = (line + "\n").encode("utf-8")
+        while data:  # os.write may write less than asked (signals, full disks); finish the line
+            data = data[os.write(self._fd, data) :]
 
     def close(self) -> None:
         os.fsync(self._fd)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from pydantic import Field
-
 from ise.errors import IseError
-from ise.records import Record
+from ise.records import Fixtures, Record
+
+__all__ = ["ExecResult", "FileChange", "FileEntry", "FileToolError", "Fixtures", "Sandbox", "SandboxError"]
 
 
 class SandboxError(IseError):
@@ -51,31 +51,6 @@ class FileChange(Record):
     size: int | None = None
     mode: str | None = None
     sha256: str | None = None
-
-
-# --- fixtures: the state seeded before the agent starts ---------------------------------------------------------
-
-
-class FileFixture(Record):
-    path: str
-    """Absolute, or relative to /workspace."""
-    content: str = ""
-    encoding: Literal["text", "base64"] = "text"
-    mode: str = "0644"
-    owner: Literal["agent", "root"] = "agent"
-
-
-class DirFixture(Record):
-    path: str
-    mode: str = "0755"
-    owner: Literal["agent", "root"] = "agent"
-
-
-class Fixtures(Record):
-    files: list[FileFixture] = Field(default_factory=list)
-    dirs: list[DirFixture] = Field(default_factory=list)
-    setup_script: str | None = None
-    """Shell run as root after files and dirs are in place; must exit 0."""
 
 
 class Sandbox(Protocol):
