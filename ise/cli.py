@@ -31,10 +31,7 @@ def config_from(sources: list[str] | None) -> Config:
 def main() -> None:
     """Entry point: user-facing errors become one line on stderr and exit code 2."""
     try:
-        app()
+        app()  # typer reports usage errors and Ctrl-C itself (exit 2 and 1)
     except IseError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: completed records are saved; rerun to resume")
-        sys.exit(130)
