@@ -107,9 +107,11 @@ def run_stage(
                     if label is not None:
                         stats.labels[label(result)] += 1
                 progress.update(task, advance=1, description=_describe(description, stats))
-        except BaseException:
+        except BaseException as exc:
             stop_requested.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            if isinstance(exc, KeyboardInterrupt):
+                console.print(f"interrupted: {stats.ok} new records saved in {output}; rerun to resume")
             raise
         finally:
             stats.elapsed_s = time.monotonic() - started
