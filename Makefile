@@ -6,7 +6,7 @@ ISE := $(VENV)/bin/ise
 # Reinstall whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup venv engine image model demo test lint bench clean
+.PHONY: setup venv engine image model browser demo test lint bench clean
 
 setup: venv engine image model
 
@@ -32,7 +32,11 @@ model: venv
 demo: setup
 	$(ISE) run -c configs/demo.yaml
 
-test: setup
+# Headless Chromium for the trace viewer's tests (Debian's package; installed once).
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
+test: setup browser
 	bash scripts/test.sh
 
 lint: venv
