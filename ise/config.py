@@ -38,6 +38,32 @@ class IntentsConfig(Record):
     """Sentence embedder for semantic dedup and Vendi; `hashing` is a dependency-free fallback."""
 
 
+class ExportConfig(Record):
+    """Which traces become SFT rows, how they are split, and which files are written (see ise/stages/export.py)."""
+
+    include_failed: bool = False
+    """Also export trajectories whose success checks did not all pass (default: verified successes only)."""
+    require_recovery: bool = False
+    """Keep only trajectories with at least one failure->recovery span."""
+    min_user_turns: int = Field(default=1, ge=0)
+    max_user_turns: int | None = Field(default=None, ge=0)
+    exclude_infra_errors: bool = True
+    """Drop trajectories tagged infra_error (the sandbox or endpoint broke, not the agent)."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Longest conversation kept, in tokens of the rendered chat template (see `token_counter`)."""
+    token_counter: Literal["auto", "embedded", "approx"] = "auto"
+    """embedded: the embedded model's tokenizer; approx: UTF-8 bytes / 4; auto: embedded if its model is fetched."""
+    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of intents (not rows) held out; no intent is in both splits."""
+    seed: int = 0
+    """Seeds the split and the render-check sample."""
+    formats: list[Literal["openai", "trl", "sharegpt", "parquet"]] = Field(
+        default_factory=lambda: ["openai", "trl", "sharegpt", "parquet"]
+    )
+    render_samples: int = Field(default=3, ge=0)
+    """Rows rendered through the embedded model's chat template as a check; 0 skips the check."""
+
+
 class Config(Record):
     seed: int = 0
     workers: int = 1
@@ -45,6 +71,7 @@ class Config(Record):
     llm: LLMBackend = Field(default_factory=EmbeddedBackend)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     intents: IntentsConfig = Field(default_factory=IntentsConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     def llm_for(self, role: Literal["intents", "simulate", "agent", "user"]) -> LLMBackend:
