@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError
 
 from ise.errors import InputError
 from ise.llm.config import EmbeddedBackend, LLMBackend
-from ise.records import Record
+from ise.records import Budgets, Complexity, Record
 from ise.sandbox.config import SandboxConfig
 
 
@@ -36,6 +36,43 @@ class IntentsConfig(Record):
     """Cosine similarity at or above which two intents count as paraphrases."""
     embedding_model: Literal["all-MiniLM-L6-v2", "hashing"] = "all-MiniLM-L6-v2"
     """Sentence embedder for semantic dedup and Vendi; `hashing` is a dependency-free fallback."""
+
+
+def _default_budgets() -> dict[Complexity, Budgets]:
+    return {
+        "simple": Budgets(
+            max_user_turns=3, max_agent_steps_per_turn=10, command_timeout_s=30, wall_clock_s=300, max_tokens=16_000
+        ),
+        "medium": Budgets(
+            max_user_turns=5, max_agent_steps_per_turn=15, command_timeout_s=30, wall_clock_s=600, max_tokens=32_000
+        ),
+        "complex": Budgets(
+            max_user_turns=8, max_agent_steps_per_turn=20, command_timeout_s=60, wall_clock_s=900, max_tokens=48_000
+        ),
+    }
+
+
+class SimulateConfig(Record):
+    """How plans are written, validated and budgeted (see ise/stages/simulate.py)."""
+
+    max_attempts: int = Field(default=4, ge=1)
+    """Plans drafted per intent; each failed dry-run is shown to the model with its exact errors."""
+    schema_attempts: int = Field(default=2, ge=1)
+    """Tries per draft to get JSON that matches the schema (constrained models rarely need a second)."""
+    two_part: bool = True
+    """Draft the world (files, checks, perturbations) first, then the user card: easier for small models."""
+    budgets: dict[Complexity, Budgets] = Field(default_factory=_default_budgets)
+    """Episode budgets per complexity level; max_user_turns is raised to fit every milestone plus one fix."""
+    max_files: int = Field(default=12, ge=1)
+    max_file_bytes: int = Field(default=32_000, ge=1)
+    max_total_bytes: int = Field(default=128_000, ge=1)
+    max_script_bytes: int = Field(default=8_000, ge=1)
+    """Cap for the setup script, each perturbation and each check command."""
+    system_domains: list[str] = Field(default_factory=lambda: ["system administration", "system configuration"])
+    """Domains whose plans may touch paths outside /workspace and the agent's home."""
+    setup_timeout_s: float = Field(default=60.0, gt=0)
+    check_timeout_s: float = Field(default=10.0, gt=0)
+    """Per check, per perturbation and per trigger condition in the dry run."""
 
 
 class ExportConfig(Record):
@@ -72,6 +109,7 @@ class Config(Record):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     intents: IntentsConfig = Field(default_factory=IntentsConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     def llm_for(self, role: Literal["intents", "simulate", "agent", "user"]) -> LLMBackend:
