@@ -1,0 +1,415 @@
+"""Is a plan runnable and meaningful? Static checks first (cheap), then a dry run in a real fresh sandbox.
+
+Dry-run order, all in one container: seed files and dirs -> setup script (must exit 0) -> the paths the intent
+mentions must exist -> every success check must FAIL (a check that already passes proves nothing) -> every
+trigger condition must run -> every perturbation must exit 0, in the order it would fire in an episode -> nothing
+was written outside the allowed roots. Perturbations go after the checks so the checks see the pristine initial
+state, and in firing order so a perturbation that depends on an earlier one (move, then chmod the moved file) is
+tried the way the episode will run it. One container keeps a dry run to a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+import re
+import shlex
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ise.config import SimulateConfig
+from ise.records import Fixtures, Intent, Plan
+from ise.sandbox.base import ExecResult, Sandbox, SandboxError
+
+SandboxFactory = Callable[[], AbstractContextManager[Sandbox]]
+"""Opens a fresh sandbox; the dry run closes it."""
+
+WORKSPACE = "/workspace"
+AGENT_HOME = "/home/agent"
+
+ProblemKind = Literal[
+    "schema",
+    "structure",
+    "size",
+    "path",
+    "network",
+    "fixture",
+    "setup",
+    "consistency",
+    "check_passes",
+    "check_broken",
+    "trigger",
+    "perturbation",
+    "scope",
+]
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: ProblemKind
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Validation:
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# --- paths -------------------------------------------------------------------------------------------------------
+
+
+def resolve_path(path: str) -> str:
+    """Where a fixture path lands: `~/x` in the agent's home, relative paths under /workspace."""
+    path = path.strip()
+    if path == "~" or path.startswith("~/"):
+        path = AGENT_HOME + path[1:]
+    elif not path.startswith("/"):
+        path = f"{WORKSPACE}/{path}"
+    return posixpath.normpath(path)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+_EXTENSIONS = (
+    "csv|tsv|json|jsonl|ya?ml|toml|ini|cfg|conf|env|log|txt|md|rst|py|sh|bash|js|ts|go|rs|java|c|h|cpp|rb|php|"
+    "sql|db|sqlite|sqlite3|xml|html|css|gz|tgz|tar|zip|bak|pid|lock|service|timer|crontab|pem|key|ipynb|parquet"
+)
+_PATH_WITH_SLASH = re.compile(r"(?<![\w:/.])((?:~|\.{1,2})?/?(?:[\w.*@+-]+/)+[\w.*@+-]*)")
+_FILE_NAME = re.compile(rf"(?<![\w/.-])([\w*@+-][\w.*@+-]*\.(?:{_EXTENSIONS}))(?![\w/])", re.IGNORECASE)
+_BARE_NAMES = re.compile(r"(?<![\w/.-])(Dockerfile|Makefile|\.env|\.bashrc|\.gitignore|\.profile)(?![\w/.-])")
+_TRAILING = ".,:;)'\"`"
+
+
+def mentioned_paths(intent: Intent) -> list[str]:
+    """Paths and file names the intent says the workspace already holds (from `workspace`, not the request: the
+    request also names the files the agent is asked to create)."""
+    found: list[str] = []
+    for item in intent.workspace:
+        spans: list[tuple[int, int]] = []
+        for match in _PATH_WITH_SLASH.finditer(item):
+            token = match.group(1).rstrip(_TRAILING)
+            if _looks_like_path(token):
+                found.append(token)
+                spans.append(match.span(1))
+        for pattern in (_FILE_NAME, _BARE_NAMES):
+            for match in pattern.finditer(item):
+                if not any(a <= match.start(1) < b for a, b in spans):
+                    found.append(match.group(1).rstrip(_TRAILING))
+    return list(dict.fromkeys(found))
+
+
+def _looks_like_path(token: str) -> bool:
+    """Keep '/var/log/app', '~/x', './data/', 'src/app.py'; drop prose like 'and/or' or 'CI/CD'."""
+    if token.startswith(("/", "~", "./", "../")):
+        return len(token) > 1
+    last = token.rstrip("/").rsplit("/", 1)[-1]
+    return token.endswith("/") or bool(_FILE_NAME.fullmatch(last))
+
+
+def _mentioned_roots(intent: Intent) -> list[str]:
+    """Absolute directories the intent itself names: fixtures may live there even outside the usual roots."""
+    roots = []
+    for token in mentioned_paths(intent):
+        if token.startswith("/"):
+            literal = token.split("*", 1)[0]
+            roots.append(posixpath.normpath(literal if literal.endswith("/") else posixpath.dirname(literal) or "/"))
+    return [root for root in roots if root != "/"]
+
+
+def allowed_roots(intent: Intent, cfg: SimulateConfig) -> list[str] | None:
+    """Where a plan may put things; None means anywhere (the intent is about system configuration)."""
+    if intent.domain.strip().lower() in {d.lower() for d in cfg.system_domains}:
+        return None
+    return [WORKSPACE, AGENT_HOME, *_mentioned_roots(intent)]
+
+
+# --- static checks -----------------------------------------------------------------------------------------------
+
+_INSTALLERS = re.compile(r"\b(?:pip3?|npm|yarn|gem|cargo|apt|apt-get|apk|dnf|yum)\s+(?:install|add)\b")
+_NET_TOOLS = re.compile(r"\b(?:curl|wget|ssh|scp|ping|nc|git\s+(?:clone|fetch|pull|push))\b[^\n;|&]*")
+_LOCAL = re.compile(r"\b(?:localhost|127\.0\.0\.1|0\.0\.0\.0)\b|\s/|file://")
+_MODE = re.compile(r"0?[0-7]{3}")
+
+
+def static_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
+    """Everything that can be judged without running the plan."""
+    return [
+        *_structure_problems(plan),
+        *_fixture_problems(plan, cfg),
+        *_script_problems(plan, cfg),
+    ]
+
+
+def _structure_problems(plan: Plan) -> list[Problem]:
+    problems: list[Problem] = []
+    for what, ids in (
+        ("milestone", [m.id for m in plan.user.milestones]),
+        ("check", [c.id for c in plan.checks]),
+        ("perturbation", [p.id for p in plan.perturbations]),
+    ):
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            problems.append(Problem("structure", f"{what} id {dup!r} is used more than once"))
+    if not plan.user.milestones:
+        problems.append(Problem("structure", "the user card has no milestones"))
+    if not plan.checks:
+        problems.append(Problem("structure", "the plan has no success checks"))
+    check_ids = {c.id for c in plan.checks}
+    for milestone in plan.user.milestones:
+        if not milestone.checks:
+            problems.append(Problem("structure", f"milestone {milestone.id} has no success check"))
+        for ref in milestone.checks:
+            if ref not in check_ids:
+                problems.append(Problem("structure", f"milestone {milestone.id} refers to unknown check {ref!r}"))
+    turns = plan.budgets.max_user_turns
+    if len(plan.user.milestones) > turns:
+        problems.append(Problem("structure", f"{len(plan.user.milestones)} milestones but only {turns} user turns"))
+    for p in plan.perturbations:
+        if (p.at_user_turn is None) == (p.when is None):
+            problems.append(Problem("structure", f"perturbation {p.id} needs exactly one of at_user_turn and when"))
+        elif p.at_user_turn is not None and not 1 <= p.at_user_turn <= turns:
+            problems.append(Problem("structure", f"perturbation {p.id} fires at user turn {p.at_user_turn} of {turns}"))
+    return problems
+
+
+def _fixture_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    files = plan.fixtures.files
+    if len(files) > cfg.max_files:
+        problems.append(Problem("size", f"{len(files)} files, more than the cap of {cfg.max_files}"))
+    roots = allowed_roots(plan.intent, cfg)
+    total = 0
+    seen: set[str] = set()
+    for f in files:
+        size = _decoded_size(f.content, f.encoding)
+        if size is None:
+            problems.append(Problem("fixture", f"file {f.path}: content is not valid base64"))
+            size = 0
+        total += size
+        if size > cfg.max_file_bytes:
+            problems.append(Problem("size", f"file {f.path} is {size} bytes, more than {cfg.max_file_bytes}"))
+        problems += _path_problems("file", f.path, f.mode, roots)
+        resolved = resolve_path(f.path)
+        if resolved in seen:
+            problems.append(Problem("fixture", f"file {f.path} is listed twice"))
+        seen.add(resolved)
+    for d in plan.fixtures.dirs:
+        problems += _path_problems("dir", d.path, d.mode, roots)
+        if resolve_path(d.path) in seen:
+            problems.append(Problem("fixture", f"dir {d.path} is also listed as a file"))
+    if total > cfg.max_total_bytes:
+        problems.append(Problem("size", f"fixtures hold {total} bytes, more than {cfg.max_total_bytes}"))
+    return problems
+
+
+def _decoded_size(content: str, encoding: str) -> int | None:
+    if encoding == "text":
+        return len(content.encode("utf-8"))
+    try:
+        return len(base64.b64decode(content, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _path_problems(what: str, path: str, mode: str, roots: list[str] | None) -> list[Problem]:
+    problems: list[Problem] = []
+    if not path.strip() or (what == "file" and path.strip().endswith("/")):
+        return [Problem("path", f"{what} path {path!r} is not a file path")]
+    if not _MODE.fullmatch(mode):
+        problems.append(Problem("fixture", f"{what} {path}: mode {mode!r} is not octal like 0644"))
+    resolved = resolve_path(path)
+    if ".." in path.split("/") and not path.startswith("/") and not _under(resolved, WORKSPACE):
+        problems.append(Problem("path", f"{what} {path} escapes /workspace"))
+    elif roots is not None and not any(_under(resolved, root) for root in roots):
+        problems.append(
+            Problem(
+                "path", f"{what} {path} is outside /workspace and {AGENT_HOME} (the intent is not about the system)"
+            )
+        )
+    return problems
+
+
+def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
+    scripts = [("setup script", plan.fixtures.setup_script or "")]
+    scripts += [(f"check {c.id}", c.command) for c in plan.checks]
+    for p in plan.perturbations:
+        scripts.append((f"perturbation {p.id}", p.script))
+        if p.when is not None:
+            scripts.append((f"perturbation {p.id} condition", p.when))
+    problems: list[Problem] = []
+    for name, text in scripts:
+        if len(text.encode("utf-8")) > cfg.max_script_bytes:
+            problems.append(Problem("size", f"{name} is longer than {cfg.max_script_bytes} bytes"))
+        if name.startswith("check") and not text.strip():
+            problems.append(Problem("structure", f"{name} has an empty command"))
+        if reason := _needs_network(text):
+            problems.append(Problem("network", f"{name} needs the network ({reason}); the sandbox has none"))
+    return problems
+
+
+def _needs_network(script: str) -> str | None:
+    if match := _INSTALLERS.search(script):
+        return f"'{match.group(0)}'"
+    for match in _NET_TOOLS.finditer(script):
+        if not _LOCAL.search(match.group(0)):
+            return f"'{match.group(0).strip()[:60]}'"
+    return None
+
+
+# --- the dry run -------------------------------------------------------------------------------------------------
+
+_MARKER = "/tmp/.ise-dry-run-start"
+_SKIP_IN_SCOPE_SCAN = ("/proc", "/sys", "/dev", "/tmp", "/var/tmp", "/run")
+
+
+def dry_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
+    """Run the plan's fixtures, setup, checks and perturbations in `sandbox` (fresh); return what went wrong.
+    Raises SandboxError only when the sandbox itself broke."""
+    _root(sandbox, f"touch {_MARKER}", cfg.check_timeout_s, must_succeed=True)
+    if problem := _seed(plan.fixtures, sandbox):
+        return [problem]
+    if plan.fixtures.setup_script and (problem := _setup(plan.fixtures.setup_script, sandbox, cfg)):
+        return [problem]
+    problems = _consistency(plan.intent, sandbox, cfg)
+    problems += _checks(plan, sandbox, cfg)
+    problems += _perturbations(plan, sandbox, cfg)
+    if (roots := allowed_roots(plan.intent, cfg)) is not None:
+        problems += _scope(roots, sandbox, cfg)
+    return problems
+
+
+def _root(sandbox: Sandbox, command: str, timeout_s: float, *, must_succeed: bool = False) -> ExecResult:
+    result = sandbox.exec(command, timeout_s=timeout_s, user="root")
+    if must_succeed and result.exit_code != 0:
+        raise SandboxError(f"dry-run bookkeeping command failed ({result.exit_code}): {_tail(result)}")
+    return result
+
+
+def _seed(fixtures: Fixtures, sandbox: Sandbox) -> Problem | None:
+    try:
+        sandbox.seed(fixtures.model_copy(update={"setup_script": None}))
+    except SandboxError as exc:
+        if sandbox.exec("true", timeout_s=10, user="root").exit_code != 0:  # the sandbox, not the fixture, broke
+            raise
+        return Problem("fixture", f"fixtures could not be applied: {exc}")
+    return None
+
+
+def _setup(script: str, sandbox: Sandbox, cfg: SimulateConfig) -> Problem | None:
+    result = _root(sandbox, script, cfg.setup_timeout_s)
+    if result.timed_out:
+        return Problem("setup", f"setup script did not finish within {cfg.setup_timeout_s:g} s: {_tail(result)}")
+    if result.exit_code != 0:
+        return Problem("setup", f"setup script exited {result.exit_code}: {_tail(result)}")
+    return None
+
+
+def _consistency(intent: Intent, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
+    tests = [f"{_exists_test(token)} || echo {shlex.quote(token)}" for token in mentioned_paths(intent)]
+    if not tests:
+        return []
+    result = _root(sandbox, "\n".join(tests), cfg.check_timeout_s, must_succeed=True)
+    return [
+        Problem("consistency", f"the intent says the workspace has {token!r}, but nothing in the plan creates it")
+        for token in result.stdout.splitlines()
+        if token.strip()
+    ]
+
+
+def _exists_test(token: str) -> str:
+    """A shell test that passes when `token` (absolute, ~/..., relative or a bare name, globs allowed) exists."""
+    roots = f"{WORKSPACE} {AGENT_HOME}"
+    if token.startswith("~"):
+        token = AGENT_HOME + token[1:]
+    if token.startswith("/"):
+        return f"compgen -G {shlex.quote(token.rstrip('/') or '/')} >/dev/null"
+    name = token.removeprefix("./").rstrip("/")
+    option = "-path" if "/" in name else "-name"
+    pattern = f"*/{name}" if "/" in name else name
+    return f'[ -n "$(find {roots} {option} {shlex.quote(pattern)} -print -quit 2>/dev/null)" ]'
+
+
+def _checks(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in plan.checks:
+        result = _root(sandbox, check.command, cfg.check_timeout_s)
+        name = f"check {check.id} ({check.command!r})"
+        if result.timed_out:
+            problems.append(Problem("check_broken", f"{name} did not finish within {cfg.check_timeout_s:g} s"))
+        elif result.exit_code in (126, 127):
+            problems.append(Problem("check_broken", f"{name} cannot run (exit {result.exit_code}): {_tail(result)}"))
+        elif check_passes(check.expect_exit, check.expect_stdout, result):
+            problems.append(
+                Problem(
+                    "check_passes",
+                    f"{name} already passes before any work is done, so it proves nothing; "
+                    "it must test the result of the task",
+                )
+            )
+    return problems
+
+
+def check_passes(expect_exit: int, expect_stdout: str | None, result: ExecResult) -> bool:
+    """The one rule for a check's verdict, shared with the execute stage."""
+    if result.timed_out or result.exit_code != expect_exit:
+        return False
+    return expect_stdout is None or expect_stdout in result.stdout
+
+
+def _perturbations(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
+    problems: list[Problem] = []
+    for p in plan.perturbations:
+        if p.when is None:
+            continue
+        result = _root(sandbox, p.when, cfg.check_timeout_s)
+        if result.timed_out or result.exit_code not in (0, 1):
+            problems.append(
+                Problem("trigger", f"perturbation {p.id} condition {p.when!r} is broken: exit {result.exit_code}")
+            )
+    firing_order = sorted(plan.perturbations, key=lambda p: (p.at_user_turn is None, p.at_user_turn or 0))
+    for p in firing_order:
+        result = _root(sandbox, p.script, cfg.check_timeout_s)
+        if result.timed_out:
+            problems.append(Problem("perturbation", f"perturbation {p.id} did not finish in {cfg.check_timeout_s:g} s"))
+        elif result.exit_code != 0:
+            problems.append(Problem("perturbation", f"perturbation {p.id} exited {result.exit_code}: {_tail(result)}"))
+    return problems
+
+
+def _scope(roots: list[str], sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
+    prune = " -o ".join(f"-path {shlex.quote(p)}" for p in (*_SKIP_IN_SCOPE_SCAN, *roots))
+    command = f"find / \\( {prune} \\) -prune -o -newer {_MARKER} ! -type d -print 2>/dev/null | head -n 5"
+    result = _root(sandbox, command, cfg.check_timeout_s)
+    return [
+        Problem("scope", f"the plan writes {path}, outside /workspace and {AGENT_HOME}")
+        for path in result.stdout.splitlines()
+        if path.strip()
+    ]
+
+
+def _tail(result: ExecResult, limit: int = 400) -> str:
+    text = (result.stderr.strip() or result.stdout.strip() or "(no output)").replace("\n", " | ")
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def validate(plan: Plan, sandbox_factory: SandboxFactory, cfg: SimulateConfig) -> Validation:
+    """Static checks, then (only if they pass) a dry run in a fresh sandbox."""
+    started = time.monotonic()
+    problems = static_problems(plan, cfg)
+    if not problems:
+        with sandbox_factory() as sandbox:
+            problems = dry_run(plan, sandbox, cfg)
+    return Validation(problems=problems, seconds=time.monotonic() - started)
