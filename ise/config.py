@@ -75,6 +75,32 @@ class SimulateConfig(Record):
     """Per check, per perturbation and per trigger condition in the dry run."""
 
 
+class ExecuteConfig(Record):
+    """How episodes run (see ise/stages/execute.py). Budget caps lower a plan's budgets, never raise them."""
+
+    max_user_turns: int | None = Field(default=None, ge=1)
+    """Cap on the plan's user turns; None keeps the plan's."""
+    max_agent_steps_per_turn: int | None = Field(default=None, ge=1)
+    command_timeout_s: float | None = Field(default=None, gt=0)
+    wall_clock_s: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Cap on the agent's conversation length in tokens (prompt + completion of its latest call)."""
+    max_delegate_steps: int = Field(default=8, ge=1)
+    """Tool steps a delegated sub-agent may take before it must answer."""
+    malformed_retries: int = Field(default=2, ge=0)
+    """Re-asks after an agent reply that could not be parsed, before the episode ends as model_error."""
+    user_regenerations: int = Field(default=2, ge=0)
+    """Re-drafts of a user turn that slipped into the assistant's role, before a fallback."""
+    probe_checks: bool = True
+    """After each agent answer, run the current milestone's checks so the user simulator sees the truth."""
+    check_timeout_s: float = Field(default=30.0, gt=0)
+    """Per check, probe, perturbation script and trigger condition."""
+    retry_infra_errors: bool = True
+    """On start, drop traces tagged infra_error from the output so they run again."""
+    max_consecutive_infra_errors: int = Field(default=5, ge=1)
+    """Stop the stage after this many infra failures in a row: the endpoint or engine is down, not one episode."""
+
+
 class ExportConfig(Record):
     """Which traces become SFT rows, how they are split, and which files are written (see ise/stages/export.py)."""
 
@@ -109,6 +135,7 @@ class Config(Record):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     intents: IntentsConfig = Field(default_factory=IntentsConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -210,3 +211,243 @@ class Plan(Record):
     attempts: int = 1
     """LLM attempts it took to produce a plan that passed validation."""
     model: str = ""
+
+
+# --- stage 3: execution traces ----------------------------------------------------------------------------------
+# One Trace per plan, one JSONL line each. This is the contract the export stage reads: fields are only ever
+# added (with defaults), never renamed or repurposed, and TRACE_SCHEMA_VERSION goes up when anything changes.
+
+TRACE_SCHEMA_VERSION = 1
+
+
+class TerminationReason(StrEnum):
+    """Why an episode ended. Only infra_error means the run itself broke; the rest are the agent's outcome."""
+
+    USER_DONE = "user_done"
+    """The user simulator declared the task done."""
+    USER_GAVE_UP = "user_gave_up"
+    MAX_TURNS = "max_turns"
+    """The user-turn budget ran out without a verdict."""
+    MAX_STEPS = "max_steps"
+    """The agent used every tool step of a turn without answering."""
+    WALL_CLOCK = "wall_clock"
+    TOKEN_BUDGET = "token_budget"
+    MODEL_ERROR = "model_error"
+    """The agent's output could not be parsed, again and again (bounded retries)."""
+    ROLE_DRIFT = "role_drift"
+    """The user simulator kept slipping into the assistant's role and no fallback message was left."""
+    INFRA_ERROR = "infra_error"
+    """The sandbox or an LLM endpoint failed: not the agent's fault; excluded from training by default."""
+
+
+class TraceIntent(Record):
+    """What the trajectory was about, for filtering and stats without reopening the plans."""
+
+    domain: str
+    complexity: Complexity
+    persona: Persona
+    tasks: list[str]
+    tools: list[str]
+    request: str
+    expected_turns: int
+
+
+class WorkspaceChange(Record):
+    """One path a step created, modified or deleted (same fields as the sandbox's FileChange)."""
+
+    path: str
+    change: Literal["created", "modified", "deleted"]
+    size: int | None = None
+    mode: str | None = None
+    sha256: str | None = None
+
+
+StepStatus = Literal["ok", "failed", "error"]
+"""ok: the tool did what was asked; failed: it ran but failed (non-zero exit, timeout, delegate that did not
+finish); error: the call was refused before running (unknown tool, bad arguments, file tool error): a model error."""
+
+
+class Step(Record):
+    """One tool call and what really happened when it ran."""
+
+    index: int
+    """Position in execution order across the whole trace, sub-agent steps included (a delegate step is numbered
+    before its own sub-steps)."""
+    turn: int
+    """The user turn (1-based) during which it ran."""
+    message_index: int
+    """Index of the assistant message that made the call: in Trace.messages for top-level steps, in the parent's
+    sub_messages for sub-agent steps."""
+    tool_call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    status: StepStatus
+    result: str
+    """Exactly what the model was shown as the tool message."""
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int | None = None
+    """Shell exit code (bash); None for tools that are not commands."""
+    duration_s: float = 0.0
+    """Sandbox time of this step (for delegate: its sub-agent's whole run, LLM calls included)."""
+    timed_out: bool = False
+    truncated: bool = False
+    output_bytes: int = 0
+    cwd: str | None = None
+    """Working directory of the persistent shell after the step."""
+    error: str | None = None
+    """Why the call was refused (status "error"), as shown to the model."""
+    changes: list[WorkspaceChange] = Field(default_factory=list)
+    """Workspace diff of this step alone (watched roots: workspace and agent home)."""
+    perturbations: list[str] = Field(default_factory=list)
+    """Ids of perturbations that fired right after this step."""
+    llm_mode: ToolMode = "native"
+    """How the completion that made this call was produced."""
+    llm_latency_s: float = 0.0
+    """Latency of that completion (shared by calls made in the same message)."""
+    sub_steps: list[Step] = Field(default_factory=list)
+    """delegate only: the sub-agent's steps."""
+    sub_messages: list[Message] = Field(default_factory=list)
+    """delegate only: the sub-agent's own conversation (system, task, its calls and results, its answer)."""
+
+
+class PerturbationEvent(Record):
+    id: str
+    trigger: Literal["user_turn", "condition"]
+    turn: int
+    after_step: int | None
+    """Index of the last step before it fired (None if none had run yet)."""
+    message_index: int
+    """How many messages the conversation had when it fired: it happened between messages[i-1] and messages[i]."""
+    exit_code: int
+    output: str = ""
+
+
+class CheckResult(Record):
+    id: str
+    passed: bool
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = 0.0
+    timed_out: bool = False
+
+
+class CheckProbe(Record):
+    """A milestone's checks run mid-episode (as root, after an agent answer) to tell the user simulator the truth."""
+
+    turn: int
+    milestone: str
+    after_step: int | None
+    results: list[CheckResult]
+
+
+class Failure(Record):
+    """A failed step or failed check probe, linked to what later overcame it (heuristic: ise/recovery.py)."""
+
+    kind: Literal["step", "probe"]
+    step: int | None
+    """The failed step; for a probe, the last step before it."""
+    check: str | None = None
+    """The failed check (probe failures)."""
+    recovered_by: int | None = None
+    """The step that overcame it; None when never recovered."""
+    evidence: Literal["same_target", "tool_fixed", "check_passed"] | None = None
+    """same_target: a later step on the same command family or path succeeded; tool_fixed: after a refused call,
+    the next call of that tool succeeded; check_passed: a related check passed later."""
+
+
+class ErrorEvent(Record):
+    kind: str
+    """Model errors: malformed, unknown_tool, bad_arguments, file_tool. Infra: sandbox or an LLMError kind."""
+    message: str
+    turn: int
+    step: int | None = None
+    role: Literal["agent", "user", "sandbox"] = "agent"
+
+
+class UserSimReport(Record):
+    """The user simulator's side: its own verdict (kept apart from the checks) and how well it stayed in role."""
+
+    verdict: Literal["done", "give_up"] | None = None
+    final_message: str | None = None
+    """What it said with its verdict (not part of messages, which end on the agent's answer)."""
+    turns: int = 0
+    milestones_reached: int = 0
+    drift_detected: int = 0
+    """User drafts rejected by the role guard and regenerated."""
+    drift_reasons: list[str] = Field(default_factory=list)
+    fallbacks: int = 0
+    """Turns where every draft drifted and the milestone's scripted ask was sent instead."""
+
+
+class Outcome(Record):
+    passed: bool
+    """True iff every check of the plan passed at the end."""
+    checks: list[CheckResult]
+    agent_claimed_success: bool
+    """The agent's last answer reads as a claim of success (heuristic on its wording)."""
+    unverified_claim: bool
+    """The agent (or the user simulator) said it was done, but the checks failed."""
+
+
+class ModelUsage(Record):
+    role: Literal["agent", "user"]
+    model: str
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+
+class Timing(Record):
+    wall_s: float
+    llm_s: float
+    """Time spent waiting for LLM calls (agent, sub-agents, user simulator)."""
+    sandbox_s: float
+    """Time spent in the sandbox: setup, tools, probes, perturbations, checks."""
+    setup_s: float = 0.0
+    checks_s: float = 0.0
+
+
+class TraceEnv(Record):
+    """Where and how it ran, so a trace can be reproduced or grouped by configuration."""
+
+    image_id: str
+    sandbox: dict[str, Any]
+    """The SandboxConfig in force."""
+    budgets: Budgets
+    """The budgets in force (the plan's, capped by the execute config)."""
+    config_hash: str
+    seed: int
+    """Seed sent with every LLM call of this trajectory (derived from the config seed and the plan id)."""
+    ise_version: str
+
+
+class Trace(Record):
+    schema_version: int = TRACE_SCHEMA_VERSION
+    id: str
+    """The plan's id (= the intent's id)."""
+    intent: TraceIntent
+    messages: list[Message]
+    """The agent's conversation in OpenAI chat shape: system, user, assistant (with tool_calls), tool."""
+    tools: list[ToolSpec]
+    """The tools the agent was offered."""
+    steps: list[Step]
+    events: list[PerturbationEvent] = Field(default_factory=list)
+    probes: list[CheckProbe] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+    recoveries: int = 0
+    """How many failures were overcome (failures with recovered_by set)."""
+    outcome: Outcome
+    termination: TerminationReason
+    turns: int
+    """User turns sent to the agent."""
+    user: UserSimReport
+    model_errors: list[ErrorEvent] = Field(default_factory=list)
+    infra_error: ErrorEvent | None = None
+    tags: list[str] = Field(default_factory=list)
+    """infra_error, unverified_claim, role_drift, perturbed, recovered, delegated, timed_out, ..."""
+    usage: list[ModelUsage] = Field(default_factory=list)
+    timing: Timing
+    env: TraceEnv
