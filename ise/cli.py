@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,6 +27,19 @@ ConfigOption = Annotated[
 
 def config_from(sources: list[str] | None) -> Config:
     return load_config(sources or [])
+
+
+@app.command()
+def simulate(
+    input_path: Annotated[Path, typer.Option("-i", "--input", help="intents.jsonl from `ise intents`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="plans.jsonl to write (resumed if it exists).")],
+    config: ConfigOption = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Intents planned at once.")] = None,
+) -> None:
+    """Write an executable plan per intent, each dry-run in a fresh sandbox; failures go to *.errors.jsonl."""
+    from ise.stages.simulate import run_simulate
+
+    run_simulate(input_path, output, config_from(config), workers=workers, console=console)
 
 
 def main() -> None:
