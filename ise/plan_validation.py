@@ -88,10 +88,15 @@ _EXTENSIONS = (
     "csv|tsv|json|jsonl|ya?ml|toml|ini|cfg|conf|env|log|txt|md|rst|py|sh|bash|js|ts|go|rs|java|c|h|cpp|rb|php|"
     "sql|db|sqlite|sqlite3|xml|html|css|gz|tgz|tar|zip|bak|pid|lock|service|timer|crontab|pem|key|ipynb|parquet"
 )
-_PATH_WITH_SLASH = re.compile(r"(?<![\w:/.])((?:~|\.{1,2})?/?(?:[\w.*@+-]+/)+[\w.*@+-]*)")
+_SEGMENT = r"[\w.*@+-]+"
+_PATH_WITH_SLASH = re.compile(
+    rf"(?<![\w:/.])((?:~|\.{{1,2}})?/{_SEGMENT}(?:/{_SEGMENT})*/?|{_SEGMENT}(?:/{_SEGMENT})+/?|{_SEGMENT}/)(?![\w/])"
+)
 _FILE_NAME = re.compile(rf"(?<![\w/.-])([\w*@+-][\w.*@+-]*\.(?:{_EXTENSIONS}))(?![\w/])", re.IGNORECASE)
 _BARE_NAMES = re.compile(r"(?<![\w/.-])(Dockerfile|Makefile|\.env|\.bashrc|\.gitignore|\.profile)(?![\w/.-])")
 _TRAILING = ".,:;)'\"`"
+_PRODUCT_NAME = re.compile(r"[A-Z]\w*\.js")
+"""Node.js, Vue.js: technologies, not files."""
 
 
 def mentioned_paths(intent: Intent) -> list[str]:
@@ -107,8 +112,10 @@ def mentioned_paths(intent: Intent) -> list[str]:
                 spans.append(match.span(1))
         for pattern in (_FILE_NAME, _BARE_NAMES):
             for match in pattern.finditer(item):
-                if not any(a <= match.start(1) < b for a, b in spans):
-                    found.append(match.group(1).rstrip(_TRAILING))
+                name = match.group(1).rstrip(_TRAILING)
+                inside_a_path = any(a <= match.start(1) < b for a, b in spans)
+                if not inside_a_path and not _PRODUCT_NAME.fullmatch(name):
+                    found.append(name)
     return list(dict.fromkeys(found))
 
 

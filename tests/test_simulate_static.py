@@ -1,0 +1,254 @@
+"""Plan checks that need no sandbox: structure, sizes, paths, network; drafts -> plans; prompts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import yaml
+
+from ise.config import SimulateConfig
+from ise.plan_validation import Problem, mentioned_paths, resolve_path, static_problems
+from ise.records import Check, DirFixture, FileFixture, Milestone, Perturbation, Plan
+from ise.stages.simulate import (
+    PROMPTS_DIR,
+    CardDraft,
+    PlanDraft,
+    WorldDraft,
+    budgets_for,
+    card_messages,
+    plan_from_draft,
+    plan_messages,
+    render,
+    repair_message,
+)
+
+GOOD_PLAN = Path(__file__).parent / "data" / "simulate" / "good_plan.yaml"
+
+
+@pytest.fixture
+def plan() -> Plan:
+    return Plan.model_validate(yaml.safe_load(GOOD_PLAN.read_text()))
+
+
+def kinds(problems: list[Problem]) -> list[str]:
+    return [p.kind for p in problems]
+
+
+def with_intent(plan: Plan, **changes: Any) -> Plan:
+    return plan.model_copy(update={"intent": plan.intent.model_copy(update=changes)})
+
+
+def with_files(plan: Plan, *files: FileFixture) -> Plan:
+    fixtures = plan.fixtures.model_copy(update={"files": [*plan.fixtures.files, *files]})
+    return plan.model_copy(update={"fixtures": fixtures})
+
+
+def test_the_hand_written_plan_has_no_static_problems(plan: Plan) -> None:
+    assert static_problems(plan, SimulateConfig()) == []
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("the git repository ~/shop with the service", ["~/shop"]),
+        ("logs in /var/log/app/*.log, rotated daily", ["/var/log/app/*.log"]),
+        ("see ./data/ and src/app.py, and/or CI/CD 24/7", ["./data/", "src/app.py"]),
+        ("sales_2023.csv and notes.txt.", ["sales_2023.csv", "notes.txt"]),
+        ("a Dockerfile, a .env and http://example.com/x.csv", ["Dockerfile", ".env"]),
+        ("settings in ~/.config/app/settings.yaml: broken", ["~/.config/app/settings.yaml"]),
+        ("a Node.js project, version 1.2, e.g. nothing else", []),
+    ],
+)
+def test_mentioned_paths_finds_paths_and_file_names_but_not_prose(plan: Plan, item: str, expected: list[str]) -> None:
+    assert mentioned_paths(with_intent(plan, workspace=[item]).intent) == expected
+
+
+def test_paths_resolve_to_the_workspace_or_the_agents_home() -> None:
+    assert resolve_path("data/x.csv") == "/workspace/data/x.csv"
+    assert resolve_path("~/jobs/run.sh") == "/home/agent/jobs/run.sh"
+    assert resolve_path("/etc/app.conf") == "/etc/app.conf"
+    assert resolve_path("../../etc/passwd") == "/etc/passwd"
+
+
+def test_milestone_checks_must_exist_and_ids_be_unique(plan: Plan) -> None:
+    milestones = [*plan.user.milestones, Milestone(id="m1", ask="again", checks=["c9"])]
+    broken = plan.model_copy(update={"user": plan.user.model_copy(update={"milestones": milestones})})
+    messages = [str(p) for p in static_problems(broken, SimulateConfig())]
+    assert "milestone id 'm1' is used more than once" in messages
+    assert "milestone m1 refers to unknown check 'c9'" in messages
+
+
+def test_a_milestone_without_checks_is_rejected(plan: Plan) -> None:
+    milestones = [*plan.user.milestones, Milestone(id="m3", ask="and then?", checks=[])]
+    broken = plan.model_copy(update={"user": plan.user.model_copy(update={"milestones": milestones})})
+    assert [str(p) for p in static_problems(broken, SimulateConfig())] == ["milestone m3 has no success check"]
+
+
+@pytest.mark.parametrize(
+    ("perturbation", "message"),
+    [
+        (Perturbation(id="p9", description="d", script="true"), "needs exactly one of at_user_turn and when"),
+        (
+            Perturbation(id="p9", description="d", script="true", at_user_turn=1, when="true"),
+            "needs exactly one of at_user_turn and when",
+        ),
+        (Perturbation(id="p9", description="d", script="true", at_user_turn=9), "fires at user turn 9 of 5"),
+    ],
+)
+def test_perturbation_triggers_are_checked(plan: Plan, perturbation: Perturbation, message: str) -> None:
+    broken = plan.model_copy(update={"perturbations": [*plan.perturbations, perturbation]})
+    problems = static_problems(broken, SimulateConfig())
+    assert kinds(problems) == ["structure"]
+    assert message in str(problems[0])
+
+
+@pytest.mark.parametrize(
+    "script",
+    ["pip install requests", "apt-get install -y jq", "curl -s https://example.com/data.csv -o x", "git clone x@y:z"],
+)
+def test_scripts_that_need_the_network_are_rejected(plan: Plan, script: str) -> None:
+    fixtures = plan.fixtures.model_copy(update={"setup_script": script})
+    problems = static_problems(plan.model_copy(update={"fixtures": fixtures}), SimulateConfig())
+    assert kinds(problems) == ["network"]
+    assert "setup script needs the network" in str(problems[0])
+
+
+def test_local_network_calls_are_allowed(plan: Plan) -> None:
+    checks = [*plan.checks, Check(id="c4", description="up", command="curl -sf http://localhost:8080/health")]
+    assert static_problems(plan.model_copy(update={"checks": checks}), SimulateConfig()) == []
+
+
+def test_fixtures_outside_the_workspace_need_a_system_intent_or_a_mention(plan: Plan) -> None:
+    outside = with_files(plan, FileFixture(path="/etc/shop/app.conf", content="port=8080\n"))
+    problems = static_problems(outside, SimulateConfig())
+    assert kinds(problems) == ["path"]
+    assert "/etc/shop/app.conf is outside /workspace" in str(problems[0])
+    assert static_problems(with_intent(outside, domain="System Administration"), SimulateConfig()) == []
+    mentioned = with_intent(outside, workspace=[*plan.intent.workspace, "the config /etc/shop/app.conf"])
+    assert static_problems(mentioned, SimulateConfig()) == []
+
+
+def test_relative_paths_cannot_escape_the_workspace(plan: Plan) -> None:
+    problems = static_problems(with_files(plan, FileFixture(path="../../etc/cron.d/x", content="")), SimulateConfig())
+    assert [str(p) for p in problems] == ["file ../../etc/cron.d/x escapes /workspace"]
+
+
+def test_size_caps(plan: Plan) -> None:
+    present = sum(len(f.content) for f in plan.fixtures.files)
+    cfg = SimulateConfig(max_files=3, max_file_bytes=400, max_total_bytes=present + 400)
+    big = with_files(plan, FileFixture(path="big.log", content="x" * 401))
+    messages = [str(p) for p in static_problems(big, cfg)]
+    assert messages == [
+        "4 files, more than the cap of 3",
+        "file big.log is 401 bytes, more than 400",
+        f"fixtures hold {present + 401} bytes, more than {present + 400}",
+    ]
+
+
+def test_broken_fixture_fields_are_caught_before_any_sandbox(plan: Plan) -> None:
+    broken = with_files(
+        plan,
+        FileFixture(path="blob.bin", content="not base64!", encoding="base64"),
+        FileFixture(path="run.sh", content="", mode="rwxr-xr-x"),
+        FileFixture(path="logs/app.log", content="duplicate"),
+    )
+    broken = broken.model_copy(
+        update={"fixtures": broken.fixtures.model_copy(update={"dirs": [DirFixture(path="run.sh")]})}
+    )
+    assert [str(p) for p in static_problems(broken, SimulateConfig())] == [
+        "file blob.bin: content is not valid base64",
+        "file run.sh: mode 'rwxr-xr-x' is not octal like 0644",
+        "file logs/app.log is listed twice",
+        "dir run.sh is also listed as a file",
+    ]
+
+
+# --- drafts -> plans ---------------------------------------------------------------------------------------------
+
+
+def example_answer(*, with_card: bool) -> dict[str, Any]:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined)
+    answer: dict[str, Any] = json.loads(env.get_template("plan_example.jinja").render(with_card=with_card))
+    return answer
+
+
+def test_the_prompts_example_is_a_valid_draft_in_both_modes() -> None:
+    WorldDraft.model_validate(example_answer(with_card=False))
+    PlanDraft.model_validate(example_answer(with_card=True))
+
+
+def test_a_draft_becomes_a_plan_with_ids_paths_and_setup_filled_in(plan: Plan) -> None:
+    world = WorldDraft.model_validate(example_answer(with_card=False))
+    card = CardDraft(voice="curt", hidden_facts=[], on_failure="complain", on_question="", on_partial="ok")
+    result = plan_from_draft(plan.intent, world, card, SimulateConfig(), attempts=2, model="m")
+    assert [f.path for f in result.fixtures.files] == ["/home/agent/jobs/export.sh", "/workspace/schema.sql"]
+    assert [f.mode for f in result.fixtures.files] == ["0644", "0644"]
+    assert [(m.id, m.checks) for m in result.user.milestones] == [("m1", ["m1c1"]), ("m2", ["m2c1", "m2c2"])]
+    assert [(c.id, c.expect_exit, c.expect_stdout) for c in result.checks] == [
+        ("m1c1", 0, None),
+        ("m2c1", 0, "2"),
+        ("m2c2", 1, None),
+    ]
+    assert [(p.id, p.at_user_turn, p.when) for p in result.perturbations] == [("p1", 2, None)]
+    assert result.fixtures.setup_script is not None
+    assert result.fixtures.setup_script.startswith("set -e\nrunuser -u agent -- ")
+    assert "sqlite3 orders.db < schema.sql" in result.fixtures.setup_script
+    assert (result.user.persona, result.user.on_failure, result.user.on_partial) == ("curt", "complain", "ok")
+    assert result.user.on_question == "Answer from hidden facts when relevant; otherwise say you don't know."
+    assert (result.attempts, result.model, result.id) == (2, "m", plan.intent.id)
+    assert static_problems(result, SimulateConfig()) == []
+
+
+def test_a_condition_replaces_the_turn_and_turns_are_clamped(plan: Plan) -> None:
+    answer = example_answer(with_card=False)
+    answer["perturbations"] = [
+        {"description": "a", "script": "true", "at_user_turn": 3, "when": " test -f /workspace/out "},
+        {"description": "b", "script": "true", "at_user_turn": 19, "when": ""},
+    ]
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(answer), None, SimulateConfig(), attempts=1, model=""
+    )
+    assert [(p.at_user_turn, p.when) for p in result.perturbations] == [(None, "test -f /workspace/out"), (5, None)]
+
+
+def test_budgets_come_from_complexity_with_room_for_every_milestone() -> None:
+    cfg = SimulateConfig()
+    assert budgets_for("simple", 1, cfg) == cfg.budgets["simple"]
+    assert budgets_for("simple", 4, cfg).max_user_turns == 5
+    assert budgets_for("complex", 2, cfg).max_agent_steps_per_turn == cfg.budgets["complex"].max_agent_steps_per_turn
+
+
+def test_no_draft_setup_means_no_setup_script(plan: Plan) -> None:
+    answer = example_answer(with_card=False) | {"setup_as_agent": "  ", "setup_as_root": ""}
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(answer), None, SimulateConfig(), attempts=1, model=""
+    )
+    assert result.fixtures.setup_script is None
+
+
+# --- prompts -----------------------------------------------------------------------------------------------------
+
+
+def test_prompts_render_the_intent_and_the_problems(plan: Plan) -> None:
+    system, user = plan_messages(plan.intent, with_card=False)
+    assert "EVERY CHECK MUST FAIL NOW" in (system.content or "")
+    assert '"voice"' not in (system.content or "")
+    assert plan.intent.request in (user.content or "")
+    assert "- shop.db, a sqlite database with an incidents table" in (user.content or "")
+    assert "2 milestones and 1 perturbation." in (user.content or "")
+    assert '"voice"' in (plan_messages(plan.intent, with_card=True)[0].content or "")
+    repair = repair_message([Problem("check_passes", "check m1c1 already passes")]).content or ""
+    assert "- check m1c1 already passes" in repair
+    assert "A check that already passes proves nothing" in repair
+    world = WorldDraft.model_validate(example_answer(with_card=False))
+    card_prompt = card_messages(plan.intent, world)[0].content or ""
+    assert "1. my export script in ~/jobs/export.sh is broken" in card_prompt
+
+
+def test_prompts_fail_loudly_on_a_missing_value() -> None:
+    with pytest.raises(jinja2.UndefinedError):
+        render("plan_repair.jinja", problems=[])
