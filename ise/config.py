@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import Field, ValidationError
@@ -101,6 +101,9 @@ class ExecuteConfig(Record):
     """Stop the stage after this many infra failures in a row: the endpoint or engine is down, not one episode."""
 
 
+ExportFormat = Literal["openai", "trl", "sharegpt", "parquet"]
+
+
 class ExportConfig(Record):
     """Which traces become SFT rows, how they are split, and which files are written (see ise/stages/export.py)."""
 
@@ -120,9 +123,7 @@ class ExportConfig(Record):
     """Share of intents (not rows) held out; no intent is in both splits."""
     seed: int = 0
     """Seeds the split and the render-check sample."""
-    formats: list[Literal["openai", "trl", "sharegpt", "parquet"]] = Field(
-        default_factory=lambda: ["openai", "trl", "sharegpt", "parquet"]
-    )
+    formats: list[ExportFormat] = Field(default_factory=lambda: list(get_args(ExportFormat)))
     render_samples: int = Field(default=3, ge=0)
     """Rows rendered through the embedded model's chat template as a check; 0 skips the check."""
 

@@ -1,0 +1,317 @@
+"""SFT row shapes and the checks every row passes before it is written.
+
+The canonical row is the OpenAI chat format: `messages` + `tools`, with tool-call `arguments` as JSON strings (what
+OpenAI-compatible servers and fine-tuning APIs take, and what survives Arrow/Parquet unchanged). The other formats
+are derived from it, so every format holds the same conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from ise.records import Message, ToolCall, ToolSpec
+
+Row = dict[str, Any]
+
+SHAREGPT_ROLE = {"user": "human", "assistant": "gpt", "tool": "observation"}
+
+
+# --- canonical OpenAI rows -----------------------------------------------------------------------------------
+
+
+def openai_messages(messages: Sequence[Message]) -> list[Row]:
+    return [_openai_message(m) for m in messages]
+
+
+def _openai_message(message: Message) -> Row:
+    row: Row = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        row["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments, ensure_ascii=False)},
+            }
+            for call in message.tool_calls
+        ]
+    if message.role == "tool":
+        row["tool_call_id"] = message.tool_call_id  # no `name`: the OpenAI format has none on tool messages
+    return row
+
+
+def openai_tools(tools: Sequence[ToolSpec]) -> list[Row]:
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+        for t in tools
+    ]
+
+
+# --- derived formats -----------------------------------------------------------------------------------------
+
+
+def trl_messages(messages: list[Row]) -> list[Row]:
+    """Hugging Face chat templates (and so TRL's SFTTrainer) read tool-call arguments as objects, not strings,
+    and some name the tool on its result message."""
+    out = []
+    names: dict[str, str] = {}
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls:
+            names.update((c["id"], c["function"]["name"]) for c in calls)
+            message = {
+                **message,
+                "tool_calls": [
+                    {**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}}
+                    for c in calls
+                ],
+            }
+        elif message["role"] == "tool" and message.get("tool_call_id") in names:
+            message = {**message, "name": names[message["tool_call_id"]]}
+        out.append(message)
+    return out
+
+
+def message_records(messages: list[Row]) -> list[Message]:
+    """Canonical or TRL rows back as Message records (arguments given as JSON strings or as objects)."""
+    records = []
+    for m in messages:
+        calls = [
+            ToolCall(id=c.get("id") or "", name=c["function"]["name"], arguments=_as_object(c["function"]["arguments"]))
+            for c in m.get("tool_calls") or []
+        ]
+        records.append(
+            Message(role=m["role"], content=m.get("content"), tool_calls=calls, tool_call_id=m.get("tool_call_id"))
+        )
+    return records
+
+
+def tool_records(tools: list[Row]) -> list[ToolSpec]:
+    return [
+        ToolSpec(name=f["name"], description=f.get("description") or "", parameters=_as_object(f["parameters"]))
+        for f in (t["function"] for t in tools)
+    ]
+
+
+def _as_object(value: Any) -> dict[str, Any]:
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, dict):
+        raise ValueError(f"expected a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def sharegpt_row(messages: list[Row], tools: list[Row]) -> tuple[Row, int]:
+    """LLaMA-Factory's ShareGPT shape: human/gpt/function_call/observation turns, `system` and `tools` apart.
+
+    Returns the row and how many assistant texts were dropped: the format has no slot for text spoken in the same
+    turn as a tool call. Consecutive tool results (parallel calls) become one observation holding a JSON list.
+    """
+    system = ""
+    turns: list[Row] = []
+    dropped_text = 0
+    pending_results: list[str] = []
+
+    def flush_results() -> None:
+        if pending_results:
+            value = pending_results[0] if len(pending_results) == 1 else json.dumps(pending_results)
+            turns.append({"from": "observation", "value": value})
+            pending_results.clear()
+
+    for message in messages:
+        role, content = message["role"], message.get("content") or ""
+        if role == "tool":
+            pending_results.append(content)
+            continue
+        flush_results()
+        if role == "system":
+            system = content
+        elif role == "assistant" and message.get("tool_calls"):
+            dropped_text += bool(content.strip())
+            calls = [
+                {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+                for c in message["tool_calls"]
+            ]
+            value = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
+            turns.append({"from": "function_call", "value": value})
+        else:
+            turns.append({"from": SHAREGPT_ROLE[role], "value": content})
+    flush_results()
+    tool_defs = [t["function"] for t in tools]
+    return {"conversations": turns, "system": system, "tools": json.dumps(tool_defs, ensure_ascii=False)}, dropped_text
+
+
+# --- validation ----------------------------------------------------------------------------------------------
+
+
+def validate_conversation(messages: list[Row], tools: list[Row]) -> list[str]:
+    """Every reason this conversation is not a legal training example; empty when it is.
+
+    Rules: an optional system message first; a user speaks first; roles alternate legally; every tool call has an
+    id, a known tool name and JSON-object arguments; each call gets exactly one tool message, right after the
+    assistant turn that made it; no empty assistant turns; the conversation ends with an assistant answer.
+    """
+    problems: list[str] = []
+    tool_names = {t.get("function", {}).get("name") for t in tools}
+    pending: set[str] = set()
+    answered: set[str] = set()
+    previous: str | None = None
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        where = f"message {index} ({role})"
+        if role == "system":
+            if index != 0:
+                problems.append(f"{where}: system message after the start")
+        elif role == "user":
+            problems += _user_order(where, previous, pending)
+        elif role == "assistant":
+            problems += _assistant_order(where, previous, pending)
+            problems += _assistant_content(where, message, tool_names, pending, answered)
+        elif role == "tool":
+            problems += _tool_result(where, message, pending, answered)
+        else:
+            problems.append(f"{where}: unknown role")
+        previous = role
+    if pending:
+        problems.append(f"tool calls without a result: {', '.join(sorted(pending))}")
+    if not any(m.get("role") == "user" for m in messages):
+        problems.append("no user message")
+    last = messages[-1] if messages else {}
+    if last.get("role") != "assistant" or last.get("tool_calls"):
+        problems.append("conversation does not end with an assistant answer")
+    return problems
+
+
+def _user_order(where: str, previous: str | None, pending: set[str]) -> list[str]:
+    if pending:
+        return [f"{where}: user speaks while tool calls await results ({', '.join(sorted(pending))})"]
+    if previous == "user":
+        return [f"{where}: two user messages in a row"]
+    if previous == "tool":
+        return [f"{where}: user speaks right after tool results; the assistant must answer them first"]
+    return []
+
+
+def _assistant_order(where: str, previous: str | None, pending: set[str]) -> list[str]:
+    if pending:
+        return [f"{where}: assistant speaks while tool calls await results ({', '.join(sorted(pending))})"]
+    if previous in (None, "system"):
+        return [f"{where}: assistant speaks before the user"]
+    if previous == "assistant":
+        return [f"{where}: two assistant messages in a row"]
+    return []
+
+
+def _assistant_content(
+    where: str, message: Row, tool_names: set[Any], pending: set[str], answered: set[str]
+) -> list[str]:
+    calls = message.get("tool_calls") or []
+    content = message.get("content")
+    if not calls and not (isinstance(content, str) and content.strip()):
+        return [f"{where}: empty assistant turn"]
+    problems = []
+    for call in calls:
+        call_id = call.get("id")
+        function = call.get("function") or {}
+        if not call_id:
+            problems.append(f"{where}: tool call without an id")
+            continue
+        if call_id in pending or call_id in answered:
+            problems.append(f"{where}: tool call id {call_id!r} used twice")
+        if function.get("name") not in tool_names:
+            problems.append(f"{where}: call {call_id!r} names unknown tool {function.get('name')!r}")
+        problems += _arguments_problem(where, call_id, function.get("arguments"))
+        pending.add(call_id)
+    return problems
+
+
+def _arguments_problem(where: str, call_id: str, arguments: Any) -> list[str]:
+    if not isinstance(arguments, str):
+        return [f"{where}: arguments of call {call_id!r} are not a JSON string"]
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        return [f"{where}: arguments of call {call_id!r} are not valid JSON ({exc.msg})"]
+    if not isinstance(parsed, dict):
+        return [f"{where}: arguments of call {call_id!r} are not a JSON object"]
+    return []
+
+
+def _tool_result(where: str, message: Row, pending: set[str], answered: set[str]) -> list[str]:
+    call_id = message.get("tool_call_id")
+    if not isinstance(message.get("content"), str):
+        return [f"{where}: tool result has no text content"]
+    if call_id in pending:
+        pending.discard(call_id)
+        answered.add(call_id)
+        return []
+    if call_id in answered:
+        return [f"{where}: second result for call {call_id!r}"]
+    return [f"{where}: result for unknown or earlier call {call_id!r}"]
+
+
+# --- token counts and the render check -----------------------------------------------------------------------
+
+
+def approx_tokens(messages: list[Row], tools: list[Row]) -> int:
+    """Rough token count when no tokenizer is at hand: UTF-8 bytes of the JSON / 4 (typical of BPE vocabularies
+    on English and code; see the calibration test), so a max-tokens filter errs by tens of percent, not factors."""
+    size = len(json.dumps(messages, ensure_ascii=False).encode()) + len(json.dumps(tools, ensure_ascii=False).encode())
+    return (size + 3) // 4
+
+
+TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+TOOL_RESPONSE_BLOCK = re.compile(r"<tool_response>\n?(.*?)\n?</tool_response>", re.DOTALL)
+
+
+def check_rendered(text: str, messages: list[Row]) -> list[str]:
+    """Problems with a conversation as a chat template rendered it; empty when every part is in its place.
+
+    Generic: each message's text and each tool call's name appear, in conversation order. For Hermes-style
+    templates (Qwen2.5 and others that use <tool_call>/<tool_response> tags) also: the tag blocks hold exactly
+    the conversation's calls (name and parsed arguments) and tool results, in order.
+    """
+    problems: list[str] = []
+    cursor = 0
+    for index, message in enumerate(messages):
+        pieces = [message.get("content") or ""]
+        pieces += [c["function"]["name"] for c in message.get("tool_calls") or []]
+        for piece in pieces:
+            if not piece:
+                continue
+            found = text.find(piece, cursor)
+            if found < 0:
+                problems.append(f"message {index} ({message['role']}): {_clip(piece)!r} missing or out of order")
+                break
+            cursor = found + len(piece)
+    if "<tool_call>" in text:
+        problems += _check_hermes_blocks(text, messages)
+    return problems
+
+
+def _check_hermes_blocks(text: str, messages: list[Row]) -> list[str]:
+    expected_calls = [
+        {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+        for m in messages
+        for c in m.get("tool_calls") or []
+    ]
+    rendered_calls = []
+    for block in TOOL_CALL_BLOCK.findall(text):
+        try:
+            rendered_calls.append(json.loads(block))
+        except json.JSONDecodeError:
+            rendered_calls.append({"unparsable": _clip(block)})
+    problems = []
+    if rendered_calls != expected_calls:
+        problems.append(
+            f"rendered tool calls {_clip(str(rendered_calls))} != conversation's {_clip(str(expected_calls))}"
+        )
+    expected_results = [m.get("content") or "" for m in messages if m["role"] == "tool"]
+    if TOOL_RESPONSE_BLOCK.findall(text) != expected_results:
+        problems.append("rendered tool responses differ from the conversation's tool results")
+    return problems
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
