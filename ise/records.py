@@ -260,6 +260,7 @@ class WorkspaceChange(Record):
     size: int | None = None
     mode: str | None = None
     sha256: str | None = None
+    kind: Literal["file", "dir", "symlink", "other"] | None = None
 
 
 StepStatus = Literal["ok", "failed", "error"]
@@ -414,8 +415,12 @@ class TraceEnv(Record):
     """Where and how it ran, so a trace can be reproduced or grouped by configuration."""
 
     image_id: str
+    """Content-addressed id of the image the sandbox ran."""
+    image: str = ""
+    """The image's name (tag)."""
+    backend: str = ""
     sandbox: dict[str, Any]
-    """The SandboxConfig in force."""
+    """The effective sandbox settings (SandboxConfig: hardening and limits)."""
     budgets: Budgets
     """The budgets in force (the plan's, capped by the execute config)."""
     config_hash: str
