@@ -42,6 +42,21 @@ def simulate(
     run_simulate(input_path, output, config_from(config), workers=workers, console=console)
 
 
+@app.command()
+def execute(
+    input_path: Annotated[Path, typer.Option("-i", "--input", help="plans.jsonl from `ise simulate`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="traces.jsonl to write (resumed if it exists).")],
+    config: ConfigOption = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Episodes run at once, each in its own sandbox.")
+    ] = None,
+) -> None:
+    """Run each plan as a live episode (agent + user simulator + real sandbox) and record one trace per plan."""
+    from ise.stages.execute import run_execute
+
+    run_execute(input_path, output, config_from(config), workers=workers, console=console)
+
+
 def main() -> None:
     """Entry point: user-facing errors become one line on stderr and exit code 2."""
     try:
