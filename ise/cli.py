@@ -30,6 +30,22 @@ def config_from(sources: list[str] | None) -> Config:
 
 
 @app.command()
+def intents(
+    output: Annotated[Path, typer.Option("-o", "--output", help="intents.jsonl to write (resumed if it exists).")],
+    config: ConfigOption = None,
+    count: Annotated[int | None, typer.Option("-n", "--count", min=1, help="Cells to sample (intents.count).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Intents realised at once.")] = None,
+) -> None:
+    """Sample persona x domain x task x complexity, realise each cell with the LLM, dedup, and report diversity."""
+    from ise.stages.intents import run_intents
+
+    cfg = config_from(config)
+    if workers is not None:
+        cfg = cfg.model_copy(update={"workers": workers})
+    run_intents(cfg, output, count=count, console=console)
+
+
+@app.command()
 def simulate(
     input_path: Annotated[Path, typer.Option("-i", "--input", help="intents.jsonl from `ise intents`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="plans.jsonl to write (resumed if it exists).")],

@@ -27,13 +27,17 @@ class ModelsConfig(Record):
 class IntentsConfig(Record):
     taxonomy: Path = Path("configs/taxonomy")
     """Directory holding personas.yaml, domains.yaml, tasks.yaml, complexity.yaml."""
-    count: int = 100
+    count: int = Field(default=100, ge=1)
     """How many matrix cells to sample (before dedup)."""
     complexity_priors: dict[str, float] = Field(default_factory=lambda: {"simple": 0.1, "medium": 0.4, "complex": 0.5})
-    max_attempts: int = 3
+    """Share of each complexity level (simple, medium, complex); normalised, need not sum to 1."""
+    max_attempts: int = Field(default=3, ge=1)
     """LLM attempts per intent; each retry is shown the validation error."""
-    dedup_threshold: float = 0.85
-    """Cosine similarity at or above which two intents count as paraphrases."""
+    dedup_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Cosine similarity at or above which two intents count as paraphrases; unset: the embedder's calibrated
+    default (0.72 for all-MiniLM-L6-v2, 0.55 for hashing; see tests/test_dedup.py)."""
+    near_dup_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    """Character 5-gram Jaccard at or above which two requests count as near-verbatim copies."""
     embedding_model: Literal["all-MiniLM-L6-v2", "hashing"] = "all-MiniLM-L6-v2"
     """Sentence embedder for semantic dedup and Vendi; `hashing` is a dependency-free fallback."""
 

@@ -106,12 +106,15 @@ class Persona(Record):
 class IntentDraft(Record):
     """What the LLM writes for one matrix cell."""
 
+    # Lower bounds reach the model as minLength/minItems under constrained decoding: no empty drafts.
     request: str = Field(
-        description="The user's first-person request in the persona's voice, with concrete names, numbers, paths."
+        min_length=30,
+        description="The user's first-person request in the persona's voice, with concrete names, numbers, paths.",
     )
-    deliverable: str = Field(description="What exactly must exist or be true when the work is done.")
+    deliverable: str = Field(min_length=10, description="What exactly must exist or be true when the work is done.")
     workspace: list[str] = Field(
-        description="What the workspace is assumed to already contain (files, repos, services), one item each."
+        min_length=1,
+        description="What the workspace is assumed to already contain (files, repos, services), one item each.",
     )
 
 
