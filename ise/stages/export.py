@@ -24,14 +24,15 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
+from rich.console import Console
 
-from ise.config import ExportConfig
+from ise.config import Config, ExportConfig
 from ise.errors import InputError, IseError
 from ise.llm.config import EmbeddedBackend
 from ise.records import TRACE_SCHEMA_VERSION, Trace
@@ -66,11 +67,23 @@ class ChatTemplate(Protocol):
 
 
 class EmbeddedTemplate:
-    """The embedded model server's /apply-template and /tokenize, for rows in any of our message shapes."""
+    """The embedded model server's /apply-template and /tokenize, for rows in any of our message shapes.
 
-    def __init__(self, server: EmbeddedServer) -> None:
-        self.server = server
-        self.name = f"{server.model} tokenizer, chat template applied (embedded server)"
+    The server starts on first use, so bad input fails fast without loading a model; close() releases it."""
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self.backend = backend
+        self.name = f"{backend.model} tokenizer, chat template applied (embedded server)"
+        self._server: EmbeddedServer | None = None
+        self._stack = ExitStack()
+
+    @property
+    def server(self) -> EmbeddedServer:
+        if self._server is None:
+            from ise.llm.embedded import embedded_server
+
+            self._server = self._stack.enter_context(embedded_server(self.backend))
+        return self._server
 
     def render(self, messages: list[Row], tools: list[Row]) -> str:
         return self.server.apply_template(message_records(messages), tool_records(tools))
@@ -78,22 +91,24 @@ class EmbeddedTemplate:
     def count_tokens(self, messages: list[Row], tools: list[Row]) -> int:
         return len(self.server.tokenize(self.render(messages, tools)))
 
+    def close(self) -> None:
+        self._stack.close()
+
 
 @contextmanager
 def chat_template_for(cfg: ExportConfig, backend: EmbeddedBackend) -> Iterator[ChatTemplate | None]:
-    """The template server the export needs, or None when it needs none or (token_counter auto) cannot have one:
-    the embedded model is not fetched. Both Qwen2.5-Coder sizes share one tokenizer and template."""
+    """The template server the export needs, or None when it needs none or may do without one and the embedded
+    model is not fetched. (Both Qwen2.5-Coder sizes share one tokenizer and chat template.)"""
     counting = cfg.max_tokens is not None and cfg.token_counter != "approx"
-    if not counting and cfg.render_samples == 0:
+    required = counting and cfg.token_counter == "embedded"
+    if not (counting or cfg.render_samples) or not (required or embedded_model_ready(backend.model)):
         yield None
         return
-    if cfg.token_counter == "auto" and not embedded_model_ready(backend.model):
-        yield None
-        return
-    from ise.llm.embedded import embedded_server
-
-    with embedded_server(backend) as server:
-        yield EmbeddedTemplate(server)
+    template = EmbeddedTemplate(backend)
+    try:
+        yield template
+    finally:
+        template.close()
 
 
 def embedded_model_ready(model: str) -> bool:
@@ -517,7 +532,7 @@ def write_parquet(path: Path, rows: Sequence[Row], batch_size: int = 1000) -> No
             batch = [_with_string_parameters(row) for row in rows[start : start + batch_size]]
             writer.write_table(pa.Table.from_pylist(batch, schema=plain).cast(schema))
         if not rows:
-            writer.write_table(schema.empty_table())
+            writer.write_table(plain.empty_table().cast(schema))
 
 
 def _with_string_parameters(row: Row) -> Row:
@@ -552,3 +567,31 @@ def render_card(summary: ExportSummary, cfg: ExportConfig) -> str:
     return env.get_template("dataset_card.md.jinja").render(
         summary=summary, cfg=cfg, manifest=summary.as_dict(cfg), splits=SPLITS
     )
+
+
+# --- command ---------------------------------------------------------------------------------------------------
+
+
+def run_export(traces_path: Path, out_dir: Path, config: Config, *, console: Console) -> ExportSummary:
+    """`ise export`: start the template server if the settings need one, export, print what happened."""
+    cfg = config.export
+    agent = config.llm_for("agent")
+    backend = agent if isinstance(agent, EmbeddedBackend) else EmbeddedBackend()
+    with chat_template_for(cfg, backend) as template:
+        summary = export(traces_path, out_dir, cfg, template=template)
+    total = sum(summary.rows.values())
+    console.print(
+        f"exported {total} rows (train {summary.rows['train']}, validation {summary.rows['validation']}) "
+        f"from {summary.read} traces to {out_dir}"
+    )
+    if summary.filtered:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(summary.filtered.items()))
+        console.print(f"left out by filters: {reasons} (see {out_dir / 'filtered.jsonl'})")
+    if summary.rejected:
+        console.print(f"[yellow]rejected {summary.rejected} rows[/] (reasons in {out_dir / 'rejects.jsonl'})")
+    if summary.render_checked:
+        ok = summary.render_checked - summary.render_failed
+        console.print(f"render check: {ok}/{summary.render_checked} rows rendered correctly by {backend.model}")
+    elif cfg.render_samples:
+        console.print("render check skipped: the embedded model is not fetched (`ise llm fetch`)")
+    return summary

@@ -286,7 +286,9 @@ def check_rendered(text: str, messages: list[Row]) -> list[str]:
                 break
             cursor = found + len(piece)
     if "<tool_call>" in text:
-        problems += _check_hermes_blocks(text, messages)
+        # The tool preamble of the system prompt shows an example block: look only from the first user turn on.
+        first_user = next((m.get("content") or "" for m in messages if m["role"] == "user"), "")
+        problems += _check_hermes_blocks(text[max(0, text.find(first_user)) :], messages)
     return problems
 
 
