@@ -1,24 +1,75 @@
-"""Sandbox configuration: hardening and limits, each recorded in traces."""
+"""Sandbox configuration: hardening and limits, each recorded in traces (SandboxInfo.settings)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from ise.records import Record
+
+AGENT_UID = 1000
+"""The agent user's uid/gid in sandbox_images/workspace (tmpfs mounts are given to it)."""
+
+
+def _default_tmpfs() -> dict[str, str]:
+    agent = f"uid={AGENT_UID},gid={AGENT_UID}"
+    return {
+        "/workspace": f"size=512m,mode=0755,{agent},exec",
+        "/home/agent": f"size=128m,mode=0755,{agent},exec",
+        "/tmp": "size=256m,mode=1777,exec",
+        "/var/tmp": "size=64m,mode=1777",
+        "/run": "size=16m,mode=0755",
+    }
 
 
 class SandboxConfig(Record):
     image: str = "ise-workspace:latest"
-    """Image the workspaces run; built by `ise sandbox build`."""
+    """Image the workspaces run; `ise-<name>:latest` is built from sandbox_images/<name> when missing or stale."""
     network: Literal["none", "bridge"] = "none"
+    """`none`: loopback only, no egress."""
     read_only_root: bool = True
-    memory_mb: int = 1024
-    """Memory limit; swap is capped to the same value so it cannot double it."""
-    cpus: float = 1.0
-    pids_limit: int = 256
-    command_timeout_s: float = 30.0
+    """Root filesystem read-only; only the tmpfs mounts below are writable."""
+    tmpfs: dict[str, str] = Field(default_factory=_default_tmpfs)
+    """Writable tmpfs mounts (path -> mount options); size-capped, so a disk fill stops at the cap."""
+    memory_mb: int = Field(default=1024, gt=0)
+    """Memory limit (tmpfs contents count against it); swap is capped to the same value so it cannot double it."""
+    cpus: float = Field(default=1.0, gt=0)
+    pids_limit: int = Field(default=256, gt=0)
+    """Processes and threads in the container: contains fork bombs."""
+    cap_drop: list[str] = Field(default_factory=lambda: ["ALL"])
+    cap_add: list[str] = Field(default_factory=lambda: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"])
+    """Capabilities only root processes can use (fixtures, setup, perturbations, checks): the agent user runs with
+    none, and no-new-privileges keeps setuid binaries from handing them over."""
+    no_new_privileges: bool = True
+    init: bool = True
+    """A tiny init as PID 1 reaps orphans and makes stopping instant."""
+    log_max_size: str = "1m"
+    """Cap of the container's own log (json-file, one file)."""
+    agent_user: str = "agent"
+    workdir: str = "/workspace"
+    file_roots: list[str] = Field(default_factory=lambda: ["/workspace", "/home/agent"])
+    """Where the file tools may read and write; relative paths are taken from the first."""
+    watch_roots: list[str] = Field(default_factory=lambda: ["/workspace", "/home/agent"])
+    """What snapshot() reports."""
+    command_timeout_s: float = Field(default=30.0, gt=0)
     """Default per-command timeout."""
-    output_limit_bytes: int = 64_000
-    """Output kept per command (stdout+stderr); the rest is cut and counted."""
-    ttl_s: int = 3600
+    kill_grace_s: float = Field(default=2.0, ge=0)
+    """After a timeout's SIGTERM, how long before SIGKILL (GNU timeout -k)."""
+    output_limit_bytes: int = Field(default=64_000, gt=0)
+    """Output kept per stream (head and tail); the rest is cut and counted."""
+    output_stop_bytes: int = Field(default=16_000_000, gt=0)
+    """A command that writes more than this is stopped (infinite output must not cost minutes of copying)."""
+    merge_stderr: bool = False
+    """Return stderr interleaved into stdout, in the order written, instead of apart."""
+    file_read_limit_bytes: int = Field(default=1_000_000, gt=0)
+    """read_file refuses bigger files (the model should page them with a command)."""
+    snapshot_hash_limit_bytes: int = Field(default=4_000_000, ge=0)
+    """Files up to this size are hashed in snapshots; bigger ones are compared by size and mtime."""
+    snapshot_max_entries: int = Field(default=50_000, gt=0)
+    setup_timeout_s: float = Field(default=120.0, gt=0)
+    """Timeout of a fixture's setup script."""
+    ttl_s: int = Field(default=3600, gt=0)
     """Dead-man switch: the container's main process exits after this long, whatever happens to ise."""
+    pool_size: int = Field(default=0, ge=0)
+    """Started containers kept warm for the next trajectory (0: start each one on demand)."""

@@ -1,0 +1,325 @@
+"""A long-lived bash inside the container, driven over one `docker exec` socket.
+
+Starting a process with `docker exec` costs ~35 ms here; writing a line to a shell that is already running costs
+well under a millisecond. So every command goes through a driver shell (DRIVER below) started once per sandbox:
+- session mode: the driver `eval`s each command itself, so cwd, variables and functions persist;
+- fresh mode: the driver runs each command as `timeout -k K T bash -c CMD`, a new shell each time (stateless
+  exec), with GNU timeout stopping the command's whole process group inside the container.
+
+Protocol, per command: the host writes `MARKER T K STDIN\\n`, the command and a NUL byte. The command runs with
+stdin from /dev/null (or, for ise's own helpers only, reading an exact payload length from the channel). When it
+ends, the driver prints `MARKER RC START END FLAG CWD` on stdout and `MARKER` on stderr. MARKER is 128 random bits,
+fresh for every command and never written where the command can read it, so output that imitates a marker is
+just output. Bytes that arrive after a marker (a background job still writing) are dropped with the next command.
+
+Output is counted and cut on the host (head and tail kept per stream), so nothing in the container needs to fork
+per command. The channel never blocks past the deadline it is given; what to do then (kill processes, restart
+the shell) is the sandbox's decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ise.sandbox.base import SandboxError
+
+Mode = Literal["session", "fresh"]
+
+_DRIVER_LINES = (
+    "__ise_mode=$1 __ise_merge=$2 __ise_m= __ise_t= ;",
+    "[[ $__ise_merge == 1 ]] && exec 2>&1 ;",
+    "__ise_done() {",
+    '  builtin printf \'%s %s %s %s %s %s\\n\' "$__ise_m" "$1" "$__ise_t" "$EPOCHREALTIME" "$2" "$PWD" ;',
+    "  [[ $__ise_merge == 1 ]] || builtin printf '%s\\n' \"$__ise_m\" >&2 ;",
+    "  __ise_m= ;",
+    "} ;",
+    "trap '__ise_rc=$?; [[ -n $__ise_m ]] && __ise_done \"$__ise_rc\" exit' EXIT ;",
+    "builtin printf 'ISE-READY %s\\n' \"$$\" ;",
+    "[[ $__ise_merge == 1 ]] || builtin printf 'ISE-READY %s\\n' \"$$\" >&2 ;",
+    "while : ; do",
+    "  while IFS=' ' builtin read -r __ise_m __ise_to __ise_k __ise_in && IFS= builtin read -r -d '' __ise_c ; do",
+    "    __ise_t=$EPOCHREALTIME ;",
+    '    if [[ $__ise_mode == session ]] ; then builtin eval "$__ise_c" </dev/null ;',
+    '    elif [[ $__ise_in == 1 ]] ; then timeout -k "$__ise_k" "$__ise_to" bash -c "$__ise_c" ;',
+    '    else timeout -k "$__ise_k" "$__ise_to" bash -c "$__ise_c" </dev/null ;',
+    "    fi ;",
+    "    __ise_done $? - ;",
+    "  done ;",
+    "  [[ -n $__ise_m ]] || exit 0 ;",
+    "  __ise_done $? - ;",
+    "done",
+)
+DRIVER = " ".join(line.strip() for line in _DRIVER_LINES)
+"""The driver shell, on one line so that errors in eval'd commands read `bash: line 1: ...` as in `bash -c`.
+The EXIT trap reports a command that exits the session shell (flag `exit`, and the host restarts the shell); the
+outer loop reports one that breaks out of the read loop (`break 2`)."""
+
+
+class ChannelClosed(SandboxError):
+    """The driver shell is gone (it exited, or was killed); the container may still be fine."""
+
+
+_HEADER = struct.Struct(">BxxxL")
+_CHUNK = 65536
+
+
+class Capture:
+    """One output stream: counts every byte, keeps the first and last `limit // 2` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = max(1, limit // 2)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        if not data:
+            return
+        self.total += len(data)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.half:
+                del self.tail[: len(self.tail) - self.half]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.head) + min(len(self.tail), self.half)
+
+    def data(self) -> bytes:
+        """Everything, if it fit; else head + a note + tail."""
+        tail = bytes(self.tail[-self.half :]) if self.tail else b""
+        if not self.truncated:
+            return bytes(self.head) + tail
+        omitted = self.total - len(self.head) - len(tail)
+        return bytes(self.head) + f"\n[... {omitted} bytes omitted ...]\n".encode() + tail
+
+    def text(self) -> str:
+        return self.data().decode("utf-8", errors="replace")
+
+
+class _Stream:
+    """Finds the end marker in one stream; hands everything before it to a Capture."""
+
+    def __init__(self, marker: bytes, capture: Capture) -> None:
+        self.marker = marker
+        self.capture = capture
+        self.pending = b""
+        self.found = False
+        self.line: bytes | None = None
+        """What followed the marker up to the newline, once complete."""
+        self._after = b""
+
+    def feed(self, data: bytes) -> None:
+        if self.line is not None:
+            return
+        if self.found:
+            self._take_line(data)
+            return
+        buf = self.pending + data
+        at = buf.find(self.marker)
+        if at >= 0:
+            self.capture.add(buf[:at])
+            self.found, self.pending = True, b""
+            self._take_line(buf[at + len(self.marker) :])
+            return
+        keep = len(self.marker) - 1  # a marker may be split across chunks: hold back what could start one
+        self.capture.add(buf[:-keep])
+        self.pending = buf[-keep:]
+
+    def _take_line(self, data: bytes) -> None:
+        self._after += data
+        end = self._after.find(b"\n")
+        if end >= 0:
+            self.line = self._after[:end]
+
+    def flush(self) -> None:
+        """The stream ended without a marker: what was held back is output too."""
+        self.capture.add(self.pending)
+        self.pending = b""
+
+
+@dataclass
+class Reply:
+    """What came back for one command (complete when `done`)."""
+
+    stdout: Capture
+    stderr: Capture
+    exit_code: int | None = None
+    started: float | None = None
+    """In-container clock (EPOCHREALTIME) when the command started and ended."""
+    ended: float | None = None
+    cwd: str | None = None
+    done: bool = False
+    eof: bool = False
+    """The driver shell's stream closed (it exited or was killed)."""
+    exited: bool = False
+    """The command made the driver shell exit (its end marker came from the EXIT trap)."""
+    flooded: bool = False
+    """The command wrote more than the stop limit."""
+    streams: list[_Stream] = field(default_factory=list)
+
+    @property
+    def output_bytes(self) -> int:
+        return self.stdout.total + self.stderr.total
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+
+class Channel:
+    """One driver shell in one container, used by one caller at a time."""
+
+    def __init__(self, api: Any, container_id: str, *, user: str, mode: Mode, merge: bool, workdir: str) -> None:
+        self.api = api
+        self.container_id = container_id
+        self.user = user
+        self.mode = mode
+        self.merge = merge
+        self.workdir = workdir
+        self.exec_id = ""
+        self.pid = 0
+        """The driver shell's pid inside the container."""
+        self.alive = False
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._eof = False
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        command = ["bash", "--noprofile", "--norc", "-c", DRIVER, "bash", self.mode, "1" if self.merge else "0"]
+        created = self.api.exec_create(
+            self.container_id, command, stdin=True, stdout=True, stderr=True, user=self.user, workdir=self.workdir
+        )
+        self.exec_id = created["Id"]
+        raw = self.api.exec_start(self.exec_id, socket=True)
+        self._sock = getattr(raw, "_sock", raw)
+        self._sock.setblocking(True)
+        reply = Reply(Capture(4096), Capture(4096))
+        reply.streams = [_Stream(b"ISE-READY ", reply.stdout), _Stream(b"ISE-READY ", reply.stderr)]
+        if self.merge:
+            reply.streams[1].found, reply.streams[1].line = True, b""
+        self._pump(reply, time.monotonic() + timeout_s)
+        line = reply.streams[0].line
+        if line is None or not line.strip().isdigit():
+            self.close()
+            raise SandboxError(f"the sandbox shell did not start (got {reply.stdout.text()[:200]!r})")
+        self.pid = int(line)
+        self.alive = True
+
+    def send(self, command: str, *, timeout_s: float, kill_grace_s: float, payload: bytes = b"") -> bytes:
+        """Start a command; returns its marker. The caller then collects the reply with `wait`."""
+        assert self._sock is not None
+        assert self.alive
+        self._drain_stale()
+        marker = secrets.token_hex(16).encode()
+        header = b"%s %.3f %.3f %d\n" % (marker, timeout_s, kill_grace_s, 1 if payload else 0)
+        # A NUL ends the command on the wire; bash could not hold one in a string anyway.
+        body = command.replace("\0", "").encode("utf-8", errors="replace")
+        try:
+            self._sock.sendall(header + body + b"\0" + payload)
+        except OSError as exc:
+            self.alive = False
+            raise ChannelClosed(f"lost the sandbox shell: {exc}") from None
+        return marker
+
+    def new_reply(self, marker: bytes, *, limit: int) -> Reply:
+        reply = Reply(Capture(limit), Capture(limit))
+        reply.streams = [_Stream(marker, reply.stdout), _Stream(marker, reply.stderr)]
+        if self.merge:
+            reply.streams[1].found, reply.streams[1].line = True, b""
+        return reply
+
+    def wait(self, reply: Reply, deadline: float, *, stop_bytes: int | None = None) -> bool:
+        """Read until the reply is complete, the stream ends, the output passes `stop_bytes`, or the deadline.
+        Returns True when nothing more will come (done or eof)."""
+        self._pump(reply, deadline, stop_bytes=stop_bytes)
+        out = reply.streams[0]
+        if out.line is not None and not reply.done:
+            reply.done = True
+            self._parse(reply, out.line)
+        if reply.eof and not reply.done:
+            for stream in reply.streams:
+                stream.flush()
+        return reply.done or reply.eof
+
+    def _pump(self, reply: Reply, deadline: float, *, stop_bytes: int | None = None) -> None:
+        while not all(s.line is not None for s in reply.streams):
+            if self._eof:
+                reply.eof = True
+                self.alive = False
+                return
+            if stop_bytes is not None and reply.output_bytes > stop_bytes:
+                reply.flooded = True
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for kind, payload in self._frames(remaining):
+                if kind in (1, 2):
+                    reply.streams[kind - 1].feed(payload)
+
+    def _frames(self, timeout: float) -> list[tuple[int, bytes]]:
+        """Whatever complete frames arrive within `timeout` (docker multiplexes stdout/stderr into framed chunks)."""
+        assert self._sock is not None
+        frames: list[tuple[int, bytes]] = []
+        ready, _, _ = select.select([self._sock], [], [], timeout)
+        if not ready:
+            return frames
+        try:
+            data = self._sock.recv(_CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self._eof = True
+        self._buf += data
+        buf = self._buf
+        offset = 0
+        while len(buf) - offset >= _HEADER.size:
+            kind, size = _HEADER.unpack_from(buf, offset)
+            if len(buf) - offset - _HEADER.size < size:
+                break
+            start = offset + _HEADER.size
+            frames.append((kind, bytes(buf[start : start + size])))
+            offset = start + size
+        del buf[:offset]
+        return frames
+
+    def _drain_stale(self) -> None:
+        """Drop output written after the last marker (a background job still printing)."""
+        assert self._sock is not None
+        give_up = time.monotonic() + 0.05  # a background job may print forever; do not chase it
+        while not self._eof and time.monotonic() < give_up and select.select([self._sock], [], [], 0)[0]:
+            self._frames(0)  # whole frames are dropped; a partial one stays so the framing stays in step
+        if self._eof:
+            self.alive = False
+            raise ChannelClosed("the sandbox shell ended")
+
+    @staticmethod
+    def _parse(reply: Reply, line: bytes) -> None:
+        parts = line.decode("utf-8", errors="replace").lstrip(" ").split(" ", 4)
+        with contextlib.suppress(ValueError, IndexError):
+            reply.exit_code = int(parts[0])
+            reply.started = float(parts[1]) if parts[1] else None
+            reply.ended = float(parts[2])
+            reply.exited = parts[3] == "exit"
+            reply.cwd = parts[4] if len(parts) > 4 else None
+
+    def close(self) -> None:
+        self.alive = False
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None

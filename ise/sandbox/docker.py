@@ -1,0 +1,609 @@
+"""The Docker backend of the Sandbox protocol: one fresh, hardened container per trajectory.
+
+    with open_sandbox(config.sandbox, run_id="execute-1a2b") as box:
+        box.seed(plan.fixtures)
+        result = box.run("cd src && make test")        # persistent shell, as the agent user
+        check = box.exec("test -f out.txt", user="root")
+
+Commands go through driver shells kept open in the container (ise/sandbox/channel.py): a session shell for `run`,
+and per user a pool of "fresh" drivers for `exec`, each starting a new `bash -c` per command under GNU timeout.
+Timeouts escalate: SIGTERM, SIGKILL after the grace period, then a sweep that kills every process of that user
+younger than the command (setsid and double-forked children included), and for the session, the shell itself.
+File tools, snapshots and fixture seeding are small stdlib Python programs run in the container
+(ise/sandbox/incontainer/), as the agent user for file tools, so the kernel's permissions apply as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import re
+import secrets
+import shlex
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ise.records import Fixtures
+from ise.sandbox import lifecycle
+from ise.sandbox.base import ExecResult, FileEntry, FileToolError, SandboxError, SandboxInfo, User
+from ise.sandbox.channel import Channel, ChannelClosed, Mode, Reply
+from ise.sandbox.config import SandboxConfig
+from ise.sandbox.engine import docker_client
+from ise.sandbox.image import CONTEXT_LABEL, ensure_image
+from ise.sandbox.incontainer import source
+
+HOST_MARGIN_S = 5.0
+"""How long past the in-container timeout (+ kill grace) the host waits before it steps in itself."""
+HELPER_TIMEOUT_S = 60.0
+SWEEP_SLACK_S = 0.25
+
+# Kills processes of the calling user that started less than $age centiseconds ago, except $excl and the script's
+# own ancestors; several passes, since a fork bomb forks between them. Builtins only: it must work when the pids
+# limit is exhausted. Clock ticks are 100/s on Linux (USER_HZ), the unit of /proc/uptime's two decimals too.
+SWEEP = r"""
+p=$$
+while [[ $p -gt 1 ]]; do
+  excl+=" $p "
+  IFS= read -r line < /proc/$p/stat || break
+  rest=${line##*) }; set -f; set -- $rest; set +f; p=$2
+done
+for pass in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  IFS=' ' read -r up _ < /proc/uptime; now=${up/./}; now=$((10#$now)); hit=0
+  for d in /proc/[0-9]*; do
+    q=${d#/proc/}
+    [[ $q == 1 || $excl == *" $q "* || ! -O $d ]] && continue
+    IFS= read -r line < $d/stat 2>/dev/null || continue
+    rest=${line##*) }; set -f; set -- $rest; set +f
+    (( now - ${20} <= age )) || continue
+    kill -$sig $q 2>/dev/null && hit=1
+  done
+  [[ $hit == 1 && $sig == KILL ]] || break
+done
+"""
+
+_client_lock = threading.Lock()
+_shared: dict[str, Any] = {}
+
+
+def _api() -> Any:
+    """One low-level API client per process, with room for many concurrent sandboxes' connections."""
+    with _client_lock:
+        if "api" not in _shared:
+            client = docker_client()
+            client.api.close()
+            _shared["client"] = client = _pooled_client()
+            _shared["api"] = client.api
+            _shared["engine"] = f"docker {client.version().get('Version', '?')}"
+        return _shared["api"]
+
+
+def _pooled_client() -> Any:
+    import docker
+
+    return docker.DockerClient.from_env(version="auto", timeout=120, max_pool_size=128)
+
+
+def _engine() -> str:
+    _api()
+    return str(_shared["engine"])
+
+
+def _translate(exc: Exception, what: str) -> SandboxError:
+    """An engine error as a SandboxError with the engine's own explanation."""
+    explanation = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
+    return SandboxError(f"{what}: {str(explanation).strip().splitlines()[0]}")
+
+
+def _call(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        return fn(*args, **kwargs)
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise _translate(exc, what) from None
+
+
+class DockerSandbox:
+    """A started container plus the driver shells talking to it. Create with `open_sandbox` (or a SandboxPool)."""
+
+    def __init__(self, config: SandboxConfig, *, run_id: str) -> None:
+        self.config = config
+        self.run_id = run_id
+        self._api = _api()
+        lifecycle.reap_once(self._api)
+        image = _call(f"image {config.image} not found; run `ise sandbox build`", self._api.inspect_image, config.image)
+        self.image_id: str = image["Id"]
+        self._image_context = (image.get("Config") or {}).get("Labels", {}).get(CONTEXT_LABEL)
+        self.name = f"ise-{re.sub(r'[^a-zA-Z0-9_.-]', '-', run_id)[:40]}-{secrets.token_hex(4)}"
+        self.started_at = time.monotonic()
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[Channel]] = {"agent": [], "root": []}
+        self._channels: list[Channel] = []
+        self._session: Channel | None = None
+        self._session_lock = threading.Lock()
+        self._closed = False
+        self.container_id = self._start_container()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    def _host_config(self) -> Any:
+        cfg = self.config
+        options: dict[str, Any] = {
+            "network_mode": cfg.network,
+            "read_only": cfg.read_only_root,
+            "tmpfs": dict(cfg.tmpfs),
+            "cap_drop": list(cfg.cap_drop),
+            "cap_add": list(cfg.cap_add),
+            "security_opt": ["no-new-privileges"] if cfg.no_new_privileges else [],
+            "pids_limit": cfg.pids_limit,
+            "mem_limit": f"{cfg.memory_mb}m",
+            "memswap_limit": f"{cfg.memory_mb}m",
+            "nano_cpus": int(cfg.cpus * 1e9),
+            "init": cfg.init,
+            "auto_remove": True,
+            "log_config": {"type": "json-file", "config": {"max-size": cfg.log_max_size, "max-file": "1"}},
+        }
+        return self._api.create_host_config(**options)
+
+    def _start_container(self) -> str:
+        created = _call(
+            "cannot create the sandbox container",
+            self._api.create_container,
+            self.image_id,
+            command=["sleep", str(self.config.ttl_s)],
+            user="root",  # PID 1's child: the agent user cannot kill the container's main process
+            working_dir=self.config.workdir,
+            hostname="workspace",
+            labels=lifecycle.labels(self.run_id),
+            name=self.name,
+            host_config=self._host_config(),
+        )
+        container_id: str = created["Id"]
+        lifecycle.register(container_id, self._remove)
+        try:
+            _call("cannot start the sandbox container", self._api.start, container_id)
+        except SandboxError:
+            self._remove(container_id)
+            raise
+        return container_id
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            channels, self._channels = self._channels, []
+        for channel in channels:
+            channel.close()
+        self._remove()
+
+    def _remove(self, container_id: str | None = None) -> None:
+        container_id = container_id or getattr(self, "container_id", None)
+        if not container_id:
+            return
+        lifecycle.unregister(container_id)
+        with contextlib.suppress(Exception):  # already gone (auto-removed, killed, or removal in progress)
+            self._api.remove_container(container_id, force=True)
+
+    def __enter__(self) -> DockerSandbox:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def alive(self) -> bool:
+        try:
+            state = self._api.inspect_container(self.container_id)["State"]
+        except Exception:
+            return False
+        return bool(state.get("Running")) and not state.get("Paused")
+
+    def _broken(self, what: str) -> SandboxError:
+        if self._closed:
+            return SandboxError(f"{what}: the sandbox was closed")
+        try:
+            state = self._api.inspect_container(self.container_id)["State"]
+        except Exception:
+            return SandboxError(f"{what}: the sandbox container {self.name} is gone")
+        if state.get("Paused"):
+            return SandboxError(f"{what}: the sandbox container {self.name} is paused")
+        if not state.get("Running"):
+            return SandboxError(f"{what}: the sandbox container {self.name} stopped ({state.get('Status')})")
+        return SandboxError(f"{what}: the sandbox stopped answering")
+
+    @property
+    def info(self) -> SandboxInfo:
+        return SandboxInfo(
+            backend="docker",
+            image=self.config.image,
+            image_id=self.image_id,
+            image_context_sha256=self._image_context,
+            engine=_engine(),
+            settings=self.config.model_dump(mode="json"),
+        )
+
+    # --- channels ----------------------------------------------------------------------------------------------
+
+    def _open_channel(self, user: str, mode: Mode) -> Channel:
+        if self._closed:
+            raise SandboxError("the sandbox was closed")
+        channel = Channel(
+            self._api,
+            self.container_id,
+            user=self.config.agent_user if user == "agent" else "root",
+            mode=mode,
+            merge=self.config.merge_stderr,
+            workdir=self.config.workdir,
+        )
+        try:
+            channel.start()
+        except SandboxError as exc:
+            raise self._broken(str(exc)) from None
+        except Exception as exc:
+            raise self._broken(str(_translate(exc, "cannot start a shell in the sandbox"))) from None
+        with self._lock:
+            self._channels.append(channel)
+        return channel
+
+    def _acquire(self, user: str) -> Channel:
+        with self._lock:
+            while self._idle[user]:
+                channel = self._idle[user].pop()
+                if channel.alive:
+                    return channel
+        return self._open_channel(user, "fresh")
+
+    def _release(self, user: str, channel: Channel) -> None:
+        with self._lock:
+            if channel.alive and not self._closed:
+                self._idle[user].append(channel)
+            elif channel in self._channels:
+                self._channels.remove(channel)
+
+    def _discard(self, channel: Channel) -> None:
+        channel.close()
+        with self._lock:
+            if channel in self._channels:
+                self._channels.remove(channel)
+
+    def warm(self) -> None:
+        """Start the agent's session and one fresh driver now, so the first commands pay nothing extra."""
+        with self._session_lock:
+            if self._session is None:
+                self._session = self._open_channel("agent", "session")
+        self._release("agent", self._acquire("agent"))
+
+    # --- stateless exec ----------------------------------------------------------------------------------------
+
+    def exec(self, command: str, *, timeout_s: float | None = None, user: User = "agent") -> ExecResult:
+        timeout = timeout_s or self.config.command_timeout_s
+        channel = self._acquire(user)
+        try:
+            reply, started = self._fresh(channel, user, command, timeout)
+        finally:
+            self._release(user, channel)
+        return self._result(reply, started, timeout, cwd=self.config.workdir)
+
+    def _fresh(
+        self,
+        channel: Channel,
+        user: str,
+        command: str,
+        timeout: float,
+        *,
+        payload: bytes = b"",
+        limit: int | None = None,
+        stop_bytes: int | None = None,
+    ) -> tuple[Reply, float]:
+        grace = self.config.kill_grace_s
+        started = time.monotonic()
+        try:
+            marker = channel.send(command, timeout_s=timeout, kill_grace_s=grace, payload=payload)
+        except ChannelClosed:
+            self._discard(channel)
+            raise self._broken("the command shell ended") from None
+        reply = channel.new_reply(marker, limit=limit or self.config.output_limit_bytes)
+        finished = channel.wait(reply, started + timeout + grace + HOST_MARGIN_S, stop_bytes=stop_bytes or self.stop)
+        if not finished:  # the in-container timeout did not end it, or it floods: stop it from outside
+            self._sweep(user, started, "KILL")
+            if not channel.wait(reply, time.monotonic() + 3.0):
+                self._discard(channel)
+        if payload and not reply.done:
+            self._discard(channel)  # unread payload bytes would be taken for the next command
+        if reply.eof and not reply.done:
+            if not self.alive():
+                raise self._broken("the command did not finish")
+            reply.exit_code = self._exit_status(channel)
+            reply.stderr.add(b"\n[ise: the command killed the shell that ran it]\n")
+        elif self._timed_out(reply, timeout) or not reply.done:
+            self._sweep(user, started, "KILL")  # what escaped the process group (setsid, double fork)
+        return reply, started
+
+    @property
+    def stop(self) -> int:
+        return self.config.output_stop_bytes
+
+    def _exit_status(self, channel: Channel) -> int:
+        try:
+            code = self._api.exec_inspect(channel.exec_id).get("ExitCode")
+        except Exception:
+            code = None
+        return int(code) if isinstance(code, int) else 137
+
+    @staticmethod
+    def _timed_out(reply: Reply, timeout: float) -> bool:
+        elapsed = reply.elapsed
+        return reply.exit_code in (124, 137) and elapsed is not None and elapsed >= timeout - 0.01
+
+    def _result(
+        self, reply: Reply, started: float, timeout: float, *, cwd: str | None, session: bool = False
+    ) -> ExecResult:
+        timed_out = not session and (not reply.done or self._timed_out(reply, timeout))
+        if reply.flooded:
+            timed_out = False
+            reply.stderr.add(f"\n[ise: output passed {self.stop} bytes; the command was stopped]\n".encode())
+        exit_code = reply.exit_code if reply.exit_code is not None else 137
+        return ExecResult(
+            stdout=reply.stdout.text(),
+            stderr=reply.stderr.text(),
+            exit_code=exit_code,
+            duration_s=time.monotonic() - started,
+            timed_out=timed_out,
+            truncated=reply.stdout.truncated or reply.stderr.truncated or reply.flooded,
+            output_bytes=reply.output_bytes,
+            cwd=reply.cwd if reply.done and reply.cwd else cwd,
+        )
+
+    def _sweep(self, user: str, started: float, signal: str, *, spare: tuple[int, ...] = ()) -> None:
+        """Signal every process of `user` younger than the command that started at `started` (host clock)."""
+        # /proc start times and uptime are in 10 ms ticks and both truncated; 0.25 s of slack absorbs that (at the
+        # cost of also hitting a process the previous command started in its last quarter second).
+        age = int((time.monotonic() - started + SWEEP_SLACK_S) * 100) + 1
+        with self._lock:
+            spared = [c.pid for c in self._channels if c.pid] + list(spare)
+        script = f"sig={signal} age={age} excl=' {' '.join(map(str, spared))} '\n{SWEEP}"
+        who = self.config.agent_user if user == "agent" else "root"
+        for attempt in range(10):  # under a fork bomb even this exec may find no free pid at first
+            try:
+                created = self._api.exec_create(self.container_id, ["bash", "-c", script], user=who)
+                self._api.exec_start(created["Id"])
+                return
+            except Exception:
+                if self._closed or not self.alive():
+                    raise self._broken("cannot stop the command") from None
+                time.sleep(0.1 * (attempt + 1))
+
+    # --- persistent session ------------------------------------------------------------------------------------
+
+    def run(self, command: str, *, timeout_s: float | None = None) -> ExecResult:
+        timeout = timeout_s or self.config.command_timeout_s
+        with self._session_lock:
+            restarted = False
+            for _ in range(2):
+                if self._session is None or not self._session.alive:
+                    restarted = self._session is not None  # it died since the last call: its state is gone
+                    if self._session is not None:
+                        self._discard(self._session)
+                    self._session = self._open_channel("agent", "session")
+                try:
+                    result = self._session_command(self._session, command, timeout)
+                except ChannelClosed:
+                    if not self.alive():
+                        raise self._broken("the session shell ended") from None
+                    continue
+                return result.model_copy(update={"session_reset": True}) if restarted else result
+            raise self._broken("the session shell keeps ending")
+
+    def _session_command(self, shell: Channel, command: str, timeout: float) -> ExecResult:
+        """One command in the session shell. Timeout: SIGTERM to what the command started, SIGKILL after the grace
+        period, and if the shell itself is what hangs (a builtin loop), kill it; the next call starts a new one."""
+        started = time.monotonic()
+        marker = shell.send(command, timeout_s=timeout, kill_grace_s=self.config.kill_grace_s)
+        reply = shell.new_reply(marker, limit=self.config.output_limit_bytes)
+        finished = shell.wait(reply, started + timeout, stop_bytes=self.stop)
+        timed_out = not finished and not reply.flooded
+        killed = False
+        if timed_out:
+            self._sweep("agent", started, "TERM", spare=(shell.pid,))
+            finished = shell.wait(reply, time.monotonic() + self.config.kill_grace_s)
+        if not finished:
+            self._sweep("agent", started, "KILL", spare=(shell.pid,))
+            killed = True
+            finished = shell.wait(reply, time.monotonic() + 1.0)
+        if not finished:
+            self._kill_pid(shell.pid)
+            shell.wait(reply, time.monotonic() + 2.0)
+            shell.close()
+        if timed_out:
+            self._sweep("agent", started, "KILL", spare=(shell.pid,))  # survivors that ignored SIGTERM
+            reply.exit_code = 137 if killed or not reply.done else 124
+        reset = reply.exited or not shell.alive
+        if reset:
+            self._discard(shell)
+            self._session = None
+            if not self.alive():
+                raise self._broken("the session shell ended")
+            if reply.exit_code is None:
+                reply.exit_code = self._exit_status(shell)
+        result = self._result(reply, started, timeout, cwd=reply.cwd if reply.done else None, session=True)
+        return result.model_copy(update={"timed_out": timed_out, "session_reset": reset})
+
+    def _kill_pid(self, pid: int) -> None:
+        with contextlib.suppress(Exception):
+            created = self._api.exec_create(self.container_id, ["kill", "-9", str(pid)], user=self.config.agent_user)
+            self._api.exec_start(created["Id"])
+
+    # --- helpers run in the container ---------------------------------------------------------------------------
+
+    def _helper(self, name: str, request: dict[str, Any], *, user: User, reply_limit: int) -> dict[str, Any]:
+        payload = json.dumps(request).encode()
+        command = f"exec python3 -c {shlex.quote(source(name))} {len(payload)}"
+        channel = self._acquire(user)
+        try:
+            reply, _ = self._fresh(
+                channel,
+                user,
+                command,
+                HELPER_TIMEOUT_S,
+                payload=payload,
+                limit=2 * reply_limit,
+                stop_bytes=2 * reply_limit,
+            )
+        finally:
+            self._release(user, channel)
+        if reply.exit_code != 0 or reply.stdout.truncated:
+            tail = reply.stderr.text().strip()[-300:] or reply.stdout.text()[:200]
+            raise SandboxError(f"{name} failed in the sandbox (exit {reply.exit_code}): {tail}")
+        try:
+            answer: dict[str, Any] = json.loads(reply.stdout.data())
+        except ValueError:
+            raise SandboxError(f"{name} gave no readable answer: {reply.stdout.text()[:200]!r}") from None
+        return answer
+
+    def _file_tool(self, op: str, path: str, reply_limit: int = 1_000_000, **fields: Any) -> Any:
+        request = {
+            "op": op,
+            "path": path,
+            "roots": self.config.file_roots,
+            "read_limit": self.config.file_read_limit_bytes,
+            **fields,
+        }
+        answer = self._helper("fstool", request, user="agent", reply_limit=reply_limit)
+        if "refused" in answer:
+            raise FileToolError(str(answer["refused"]))
+        return answer["ok"]
+
+    def read_file(self, path: str) -> str:
+        # Room for the worst case: every byte escaped in JSON.
+        return str(self._file_tool("read", path, reply_limit=6 * self.config.file_read_limit_bytes + 4096))
+
+    def write_file(self, path: str, content: str) -> None:
+        self._file_tool("write", path, content=content)
+
+    def edit_file(self, path: str, old: str, new: str) -> None:
+        self._file_tool("edit", path, old=old, new=new)
+
+    def list_dir(self, path: str) -> list[FileEntry]:
+        return [FileEntry.model_validate(item) for item in self._file_tool("list", path, reply_limit=8_000_000)]
+
+    def snapshot(self) -> dict[str, FileEntry]:
+        cfg = self.config
+        request = {
+            "roots": cfg.watch_roots,
+            "hash_limit": cfg.snapshot_hash_limit_bytes,
+            "max_entries": cfg.snapshot_max_entries,
+        }
+        answer = self._helper("snapshot", request, user="root", reply_limit=400 * cfg.snapshot_max_entries)
+        fields = ("path", "kind", "size", "mode", "sha256", "mtime_ns", "target")
+        entries = (FileEntry.model_validate(dict(zip(fields, row, strict=True))) for row in answer["entries"])
+        return {entry.path: entry for entry in entries}
+
+    def seed(self, fixtures: Fixtures) -> None:
+        request = {
+            "base": self.config.workdir,
+            "dirs": [d.model_dump() for d in fixtures.dirs],
+            "files": [f.model_dump() for f in fixtures.files],
+        }
+        size = sum(len(f.content) for f in fixtures.files)
+        answer = self._helper("seed", request, user="root", reply_limit=64_000 + size // 1000)
+        if "failed" in answer:
+            raise SandboxError(str(answer["failed"]))
+        if fixtures.setup_script:
+            result = self.exec(fixtures.setup_script, timeout_s=self.config.setup_timeout_s, user="root")
+            if result.exit_code != 0 or result.timed_out:
+                why = "timed out" if result.timed_out else f"exit {result.exit_code}"
+                tail = (result.stderr.strip() or result.stdout.strip())[-400:]
+                raise SandboxError(f"fixture setup script failed ({why}): {tail}")
+
+
+# --- opening sandboxes ------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_sandbox(config: SandboxConfig, *, run_id: str, pool: SandboxPool | None = None) -> Iterator[DockerSandbox]:
+    """A fresh sandbox for one trajectory, removed when the block ends, whatever happens in it."""
+    sandbox = pool.acquire() if pool is not None else DockerSandbox(config, run_id=run_id)
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+
+
+def require_image(config: SandboxConfig) -> str:
+    """Make sure the configured image exists (building ise's own images when missing or stale); its id."""
+    return ensure_image(config.image)
+
+
+class SandboxPool:
+    """Keeps `size` started (and warmed) sandboxes ready, so a trajectory starts in milliseconds.
+
+    A background thread refills the pool after each acquire. Pooled containers count as this process's own
+    (removed at exit like any other); ones older than half their TTL are replaced instead of handed out.
+    """
+
+    def __init__(self, config: SandboxConfig, *, run_id: str, size: int | None = None) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.size = config.pool_size if size is None else size
+        self._ready: queue.Queue[DockerSandbox] = queue.Queue()
+        self._wanted = threading.Semaphore(self.size)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._fill, name="ise-sandbox-pool", daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        while not self._closed.is_set():
+            if not self._wanted.acquire(timeout=0.2):
+                continue
+            try:
+                sandbox = DockerSandbox(self.config, run_id=self.run_id)
+                sandbox.warm()
+            except SandboxError:
+                self._wanted.release()
+                self._closed.wait(1.0)
+                continue
+            if self._closed.is_set():
+                sandbox.close()
+                return
+            self._ready.put(sandbox)
+
+    def acquire(self, timeout_s: float = 0.0) -> DockerSandbox:
+        """A ready sandbox from the pool, or a freshly started one if none is ready within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                sandbox = (
+                    self._ready.get(timeout=max(0.0, deadline - time.monotonic()) or None)
+                    if timeout_s
+                    else (self._ready.get_nowait())
+                )
+            except queue.Empty:
+                return DockerSandbox(self.config, run_id=self.run_id)
+            self._wanted.release()
+            if time.monotonic() - sandbox.started_at < self.config.ttl_s / 2 and sandbox.alive():
+                return sandbox
+            sandbox.close()
+
+    def wait_ready(self, timeout_s: float = 60.0) -> int:
+        """Block until the pool is full (or the timeout); how many are ready."""
+        deadline = time.monotonic() + timeout_s
+        while self._ready.qsize() < self.size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._ready.qsize()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=30)
+        while True:
+            try:
+                self._ready.get_nowait().close()
+            except queue.Empty:
+                return
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

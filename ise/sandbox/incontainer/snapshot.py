@@ -1,0 +1,72 @@
+"""Workspace snapshot, run inside the sandbox as root: every entry under the watched roots.
+
+Request: {"roots", "hash_limit", "max_entries"}. Reply: {"entries": [[path, kind, size, mode, sha256|null,
+mtime_ns, target|null], ...], "truncated": bool}. Symlinks are recorded, never followed; special files are never
+opened (a FIFO would block), so one snapshot costs one process and a directory walk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink"}
+
+
+def sha256(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def describe(path: str, info: os.stat_result, hash_limit: int) -> list[Any]:
+    kind = KINDS.get(stat.S_IFMT(info.st_mode), "other")
+    digest = sha256(path) if kind == "file" and info.st_size <= hash_limit else None
+    target = os.readlink(path) if kind == "symlink" else None  # noqa: PTH115 (str in, str out)
+    return [path, kind, info.st_size, f"{stat.S_IMODE(info.st_mode):04o}", digest, info.st_mtime_ns, target]
+
+
+def walk(roots: list[str], hash_limit: int, max_entries: int) -> tuple[list[list[Any]], bool]:
+    entries: list[list[Any]] = []
+    pending = [r for r in roots if Path(r).is_dir()]
+    while pending:
+        directory = pending.pop()
+        try:
+            children = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for child in children:
+            if len(entries) >= max_entries:
+                return entries, True
+            try:
+                info = child.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            entries.append(describe(child.path, info, hash_limit))
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(child.path)
+    return entries, False
+
+
+def main() -> None:
+    size = int(sys.argv[1])
+    raw = b""
+    while len(raw) < size and (chunk := os.read(0, size - len(raw))):
+        raw += chunk
+    request = json.loads(raw)
+    entries, truncated = walk(request["roots"], request["hash_limit"], request["max_entries"])
+    sys.stdout.write(json.dumps({"entries": entries, "truncated": truncated}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
