@@ -99,6 +99,10 @@ DELEGATE = _spec(
 )
 
 
+WRITING_TOOLS = frozenset({"bash", "write_file", "edit_file"})
+"""Tools that may change the workspace: only their steps pay for a snapshot (delegate's sub-steps carry theirs)."""
+
+
 def agent_tools(*, delegate: bool) -> list[ToolSpec]:
     tools = [BASH, READ_FILE, WRITE_FILE, EDIT_FILE, LIST_DIR]
     return [*tools, DELEGATE] if delegate else tools
@@ -406,7 +410,7 @@ class Agent:
             output_bytes=result.output_bytes if result else 0,
             cwd=result.cwd if result else None,
             error=outcome.error,
-            changes=[] if call.name == "delegate" else ctx.toolbox.changes_since_last(),
+            changes=ctx.toolbox.changes_since_last() if call.name in WRITING_TOOLS else [],
             llm_mode=completion.mode,
             llm_latency_s=round(completion.latency_s, 4),
             sub_steps=sub_steps,

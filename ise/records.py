@@ -411,7 +411,9 @@ class Timing(Record):
     sandbox_s: float
     """Time spent in the sandbox: setup, tools, probes, perturbations, checks."""
     setup_s: float = 0.0
+    """Sandbox start and fixture seeding (part of sandbox_s)."""
     checks_s: float = 0.0
+    """The final checks (part of sandbox_s)."""
 
 
 class TraceEnv(Record):

@@ -17,8 +17,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -255,6 +255,8 @@ def execute_plan(plan: Plan, env: ExecuteEnv) -> Trace:
     episode = Episode(plan=plan, env=env, budgets=budgets, seed=trajectory_seed(env.config.seed, plan.id), meter=meter)
     try:
         with env.sandbox_factory() as sandbox:
+            episode.setup_s = time.monotonic() - meter.started  # container start (or pool hand-out)
+            meter.sandbox_s += episode.setup_s
             _run(episode, sandbox)
     except SandboxError as exc:
         _mark_infra(episode, "sandbox", str(exc))
@@ -268,7 +270,7 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
     episode.info = sandbox.info
     started = time.monotonic()
     episode.meter.timed(lambda: sandbox.seed(episode.plan.fixtures))
-    episode.setup_s = time.monotonic() - started
+    episode.setup_s += time.monotonic() - started
     env, meter = episode.env, episode.meter
     toolbox = ToolBox(
         sandbox,
@@ -439,7 +441,7 @@ def build_trace(episode: Episode) -> Trace:
         model_errors=model_errors,
         infra_error=episode.infra_error,
         tags=tags,
-        usage=list(meter.usage.values()),
+        usage=[u.model_copy(update={"latency_s": round(u.latency_s, 4)}) for u in meter.usage.values()],
         timing=Timing(
             wall_s=round(time.monotonic() - meter.started, 4),
             llm_s=round(meter.llm_s, 4),
@@ -529,23 +531,24 @@ class _InfraWatch:
         return label
 
 
-def default_sandbox_factory(config: Config) -> SandboxFactory:
-    from ise.sandbox.docker import open_sandbox
-
-    run_id = f"execute-{uuid.uuid4().hex[:8]}"
-
-    def factory() -> AbstractContextManager[Sandbox]:
-        return open_sandbox(config.sandbox, run_id=run_id)
-
-    return factory
-
-
-def prepare_sandboxes(config: Config) -> None:
-    """Fail early on a missing engine or image, and remove containers a killed earlier run left behind."""
-    from ise.sandbox.docker import reap_orphans, require_image
+@contextmanager
+def docker_sandboxes(config: Config) -> Iterator[SandboxFactory]:
+    """A factory of fresh Docker sandboxes for one run (labelled with its run id), drawing on a pool of warm ones
+    when `sandbox.pool_size` > 0. The engine's reaper removes containers of earlier runs that were killed."""
+    from ise.sandbox.docker import SandboxPool, open_sandbox, require_image
 
     require_image(config.sandbox)
-    reap_orphans()
+    run_id = f"execute-{uuid.uuid4().hex[:8]}"
+    pool = SandboxPool(config.sandbox, run_id=run_id) if config.sandbox.pool_size else None
+
+    def factory() -> AbstractContextManager[Sandbox]:
+        return open_sandbox(config.sandbox, run_id=run_id, pool=pool)
+
+    try:
+        yield factory
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 def build_llms(config: Config) -> tuple[LLM, LLM]:
@@ -570,14 +573,17 @@ def run_execute(
     infra_error)."""
     console = console or Console(stderr=True)
     plans = read_plans(input_path)
-    if sandbox_factory is None:
-        prepare_sandboxes(config)
-        sandbox_factory = default_sandbox_factory(config)
-    if config.execute.retry_infra_errors and (dropped := drop_infra_traces(output)):
-        console.print(f"rerunning {dropped} trajectories that hit infrastructure errors last time")
-    agent_llm, user_llm = llms or build_llms(config)
-    env = ExecuteEnv(config=config, agent_llm=agent_llm, user_llm=user_llm, sandbox_factory=sandbox_factory)
-    try:
+    with ExitStack() as cleanup:
+        if sandbox_factory is None:
+            sandbox_factory = cleanup.enter_context(docker_sandboxes(config))
+        if config.execute.retry_infra_errors and (dropped := drop_infra_traces(output)):
+            console.print(f"rerunning {dropped} trajectories that hit infrastructure errors last time")
+        agent_llm, user_llm = llms or build_llms(config)
+        if llms is None:
+            cleanup.callback(agent_llm.close)
+            if user_llm is not agent_llm:
+                cleanup.callback(user_llm.close)
+        env = ExecuteEnv(config=config, agent_llm=agent_llm, user_llm=user_llm, sandbox_factory=sandbox_factory)
         stats = run_stage(
             plans,
             lambda plan: execute_plan(plan, env),
@@ -587,11 +593,6 @@ def run_execute(
             label=_InfraWatch(config.execute.max_consecutive_infra_errors),
             console=console,
         )
-    finally:
-        if llms is None:
-            agent_llm.close()
-            if user_llm is not agent_llm:
-                user_llm.close()
     console.print(_summary(stats))
     return stats
 

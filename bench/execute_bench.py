@@ -1,0 +1,131 @@
+"""Execute-stage throughput: trajectories per hour against a fake LLM with fixed latency, on the real Docker backend.
+
+Each trajectory is a realistic small episode (3 user turns, 3 tool steps per turn, probes, final checks) in its own
+fresh hardened container. The LLM answers after a fixed sleep, so the ideal is known exactly: with W workers and
+C LLM calls per trajectory, W / (C x latency) trajectories per second, if sandboxes and orchestration were free and
+workers overlapped perfectly. The table shows the measured rate as a fraction of that ideal, and of linear scaling
+from one worker.
+
+    .venv/bin/python bench/execute_bench.py [--latency-ms 200] [--workers 1,4,16,32] [--waves 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ise.config import load_config
+from ise.jsonl import read_records, write_atomic
+from ise.records import Completion, Message, ToolCall, ToolSpec, Trace, Usage
+from ise.stages.execute import docker_sandboxes, run_execute
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from execute_support import bash, call, make_plan, results_this_turn, sim_turn, user_turn
+
+TURNS = 3
+STEPS_PER_TURN = 3
+CALLS_PER_TRAJECTORY = TURNS * (STEPS_PER_TURN + 1) + (TURNS + 1)
+"""Agent: each step's call plus the answer, per turn. User simulator: one per turn plus the closing verdict."""
+
+
+class LatencyLLM:
+    """A fake at the LLM seam that answers after a fixed delay, concurrently (no lock around the wait)."""
+
+    def __init__(self, latency_s: float, role: str) -> None:
+        self.latency_s = latency_s
+        self.role = role
+        self.model = f"fake-{role}"
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        response_schema: dict[str, Any] | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Completion:
+        time.sleep(self.latency_s)
+        reply = agent_reply(messages) if self.role == "agent" else user_reply(messages)
+        calls = [ToolCall(id=f"call_{len(messages)}", **c) for c in reply.get("tool_calls", [])]
+        message = Message(role="assistant", content=reply.get("content"), tool_calls=calls)
+        return Completion(message=message, usage=Usage(completion_tokens=20), mode="native" if calls else "text")
+
+    def close(self) -> None:
+        pass
+
+
+def agent_reply(messages: Sequence[Message]) -> dict[str, Any]:
+    turn, seen = user_turn(messages), len(results_this_turn(messages))
+    steps = [
+        bash("cat sales.csv | tail -n +2 | wc -l > count.txt"),
+        call("read_file", path="count.txt"),
+        call("write_file", path="report.txt", content=f"report ready (turn {turn})\n"),
+    ]
+    return steps[seen] if seen < STEPS_PER_TURN else {"content": f"Done with turn {turn}: count.txt and report.txt."}
+
+
+def user_reply(messages: Sequence[Message]) -> dict[str, Any]:
+    turn = sim_turn(messages)
+    if turn > TURNS:
+        return {"content": "thanks [[DONE]]"}
+    return {"content": f"please do step {turn} of the report"}
+
+
+def measure(workers: int, trajectories: int, latency_s: float, workdir: Path) -> float:
+    """Seconds to run `trajectories` episodes with `workers` workers."""
+    config = load_config(["llm.kind=scripted", f"workers={workers}", "execute.retry_infra_errors=false"])
+    plans = [
+        make_plan(f"bench-{workers}-{i}", max_user_turns=TURNS, max_steps=STEPS_PER_TURN + 1)
+        for i in range(trajectories)
+    ]
+    plans_path, output = workdir / f"plans-{workers}.jsonl", workdir / f"traces-{workers}.jsonl"
+    write_atomic(plans_path, plans)
+    llms = (LatencyLLM(latency_s, "agent"), LatencyLLM(latency_s, "user"))
+    started = time.monotonic()
+    with docker_sandboxes(config) as factory:
+        stats = run_execute(plans_path, output, config, llms=llms, sandbox_factory=factory)
+    elapsed = time.monotonic() - started
+    traces = list(read_records(output, Trace))
+    bad = [t.id for t in traces if not t.outcome.passed or t.termination.value != "user_done"]
+    if stats.ok != trajectories or bad:
+        raise SystemExit(f"bench episodes did not all pass: ok={stats.ok} errors={stats.errors} failed={bad[:3]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--workers", default="1,4,16,32")
+    parser.add_argument("--waves", type=int, default=3, help="Trajectories per worker in each run.")
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per worker count (the median is shown).")
+    args = parser.parse_args()
+    latency = args.latency_ms / 1000
+    ideal_one = 3600 / (CALLS_PER_TRAJECTORY * latency)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ise-bench-") as tmp:
+        for workers in [int(w) for w in args.workers.split(",")]:
+            count = max(4, workers * args.waves)
+            times = [measure(workers, count, latency, Path(tmp) / f"r{r}") for r in range(args.repeat)]
+            rows.append((workers, count, statistics.median(times)))
+    base_rate = rows[0][1] / rows[0][2] * 3600 / rows[0][0]
+    print(f"\nexecute throughput: fake LLM {args.latency_ms:g} ms/call, {CALLS_PER_TRAJECTORY} calls/trajectory")
+    header = ("workers", "traj", "seconds", "traj/hour", "ideal/hour", "of ideal", "of linear")
+    print("{:>7} {:>5} {:>8} {:>10} {:>10} {:>9} {:>9}".format(*header))
+    for workers, count, seconds in rows:
+        rate = count / seconds * 3600
+        ideal = ideal_one * workers
+        print(
+            f"{workers:>7} {count:>5} {seconds:>8.1f} {rate:>10.0f} {ideal:>10.0f} "
+            f"{rate / ideal:>8.0%} {rate / (base_rate * workers):>9.0%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
