@@ -6,15 +6,16 @@ well under a millisecond. So every command goes through a driver shell (DRIVER b
 - fresh mode: the driver runs each command as `timeout -k K T bash -c CMD`, a new shell each time (stateless
   exec), with GNU timeout stopping the command's whole process group inside the container.
 
-Protocol, per command: the host writes `MARKER T K STDIN\\n`, the command and a NUL byte. The command runs with
-stdin from /dev/null (or, for ise's own helpers only, reading an exact payload length from the channel). When it
-ends, the driver prints `MARKER RC START END FLAG CWD` on stdout and `MARKER` on stderr. MARKER is 128 random bits,
-fresh for every command and never written where the command can read it, so output that imitates a marker is
-just output. Bytes that arrive after a marker (a background job still writing) are dropped with the next command.
+Protocol, per command: the host writes `START MARKER T K STDIN\\n`, the command and a NUL byte. The driver echoes
+START on stdout and stderr, runs the command with stdin from /dev/null (or, for ise's own helpers only, reading an
+exact payload length from the channel), then prints `MARKER RC T0 T1 FLAG CWD` on stdout and `MARKER` on stderr.
+Whatever arrives before START is dropped (a background job of an earlier command still printing), and an EOF
+before START means the command never ran. START and MARKER are 128 random bits each, fresh for every command
+and never written where the command can read them, so output that imitates a marker is just output.
 
-Output is counted and cut on the host (head and tail kept per stream), so nothing in the container needs to fork
-per command. The channel never blocks past the deadline it is given; what to do then (kill processes, restart
-the shell) is the sandbox's decision.
+Output is counted and cut on the host (head and tail kept per stream), so nothing in the container forks per
+command. The channel never blocks past the deadline it is given; what to do then (kill processes, restart the
+shell) is the sandbox's decision.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ _DRIVER_LINES = (
     "builtin printf 'ISE-READY %s\\n' \"$$\" ;",
     "[[ $__ise_merge == 1 ]] || builtin printf 'ISE-READY %s\\n' \"$$\" >&2 ;",
     "while : ; do",
-    "  while IFS=' ' builtin read -r __ise_m __ise_to __ise_k __ise_in && IFS= builtin read -r -d '' __ise_c ; do",
+    "  while IFS=' ' builtin read -r __ise_a __ise_m __ise_to __ise_k __ise_in",
+    "    && IFS= builtin read -r -d '' __ise_c ; do",
+    "    builtin printf '%s\\n' \"$__ise_a\" ;",
+    "    [[ $__ise_merge == 1 ]] || builtin printf '%s\\n' \"$__ise_a\" >&2 ;",
     "    __ise_t=$EPOCHREALTIME ;",
     '    if [[ $__ise_mode == session ]] ; then builtin eval "$__ise_c" </dev/null ;',
     '    elif [[ $__ise_in == 1 ]] ; then timeout -k "$__ise_k" "$__ise_to" bash -c "$__ise_c" ;',
@@ -109,20 +113,34 @@ class Capture:
 
 
 class _Stream:
-    """Finds the end marker in one stream; hands everything before it to a Capture."""
+    """One stream of one command: drops everything up to the start token, then hands everything up to the end
+    marker to a Capture and keeps the rest of the marker's line."""
 
-    def __init__(self, marker: bytes, capture: Capture) -> None:
-        self.marker = marker
+    def __init__(self, capture: Capture, marker: bytes, start: bytes | None = None) -> None:
         self.capture = capture
+        self.marker = marker
+        self.start = start
+        """Still to be seen before the command's output begins (None once seen)."""
         self.pending = b""
         self.found = False
         self.line: bytes | None = None
         """What followed the marker up to the newline, once complete."""
         self._after = b""
 
+    @property
+    def started(self) -> bool:
+        return self.start is None
+
     def feed(self, data: bytes) -> None:
         if self.line is not None:
             return
+        if self.start is not None:
+            buf = self.pending + data
+            at = buf.find(self.start)
+            if at < 0:
+                self.pending = buf[-len(self.start) :]
+                return
+            data, self.start, self.pending = buf[at + len(self.start) :], None, b""
         if self.found:
             self._take_line(data)
             return
@@ -145,8 +163,13 @@ class _Stream:
 
     def flush(self) -> None:
         """The stream ended without a marker: what was held back is output too."""
-        self.capture.add(self.pending)
+        if self.started:
+            self.capture.add(self.pending)
         self.pending = b""
+
+    def skip(self) -> None:
+        """This stream carries no marker (stderr merged into stdout)."""
+        self.start, self.found, self.line = None, True, b""
 
 
 @dataclass
@@ -155,6 +178,7 @@ class Reply:
 
     stdout: Capture
     stderr: Capture
+    streams: list[_Stream] = field(default_factory=list)
     exit_code: int | None = None
     started: float | None = None
     """In-container clock (EPOCHREALTIME) when the command started and ended."""
@@ -162,12 +186,11 @@ class Reply:
     cwd: str | None = None
     done: bool = False
     eof: bool = False
-    """The driver shell's stream closed (it exited or was killed)."""
+    """The driver shell's stream closed (it exited or was killed) before the end marker."""
     exited: bool = False
     """The command made the driver shell exit (its end marker came from the EXIT trap)."""
     flooded: bool = False
     """The command wrote more than the stop limit."""
-    streams: list[_Stream] = field(default_factory=list)
 
     @property
     def output_bytes(self) -> int:
@@ -207,25 +230,21 @@ class Channel:
         raw = self.api.exec_start(self.exec_id, socket=True)
         self._sock = getattr(raw, "_sock", raw)
         self._sock.setblocking(True)
-        reply = Reply(Capture(4096), Capture(4096))
-        reply.streams = [_Stream(b"ISE-READY ", reply.stdout), _Stream(b"ISE-READY ", reply.stderr)]
-        if self.merge:
-            reply.streams[1].found, reply.streams[1].line = True, b""
-        self._pump(reply, time.monotonic() + timeout_s)
-        line = reply.streams[0].line
+        hello = self._reply(b"ISE-READY ", None, limit=4096)
+        self._pump(hello, time.monotonic() + timeout_s)
+        line = hello.streams[0].line
         if line is None or not line.strip().isdigit():
             self.close()
-            raise SandboxError(f"the sandbox shell did not start (got {reply.stdout.text()[:200]!r})")
+            raise SandboxError(f"the sandbox shell did not start (got {hello.stdout.text()[:200]!r})")
         self.pid = int(line)
         self.alive = True
 
-    def send(self, command: str, *, timeout_s: float, kill_grace_s: float, payload: bytes = b"") -> bytes:
-        """Start a command; returns its marker. The caller then collects the reply with `wait`."""
-        assert self._sock is not None
-        assert self.alive
-        self._drain_stale()
-        marker = secrets.token_hex(16).encode()
-        header = b"%s %.3f %.3f %d\n" % (marker, timeout_s, kill_grace_s, 1 if payload else 0)
+    def send(self, command: str, *, timeout_s: float, kill_grace_s: float, limit: int, payload: bytes = b"") -> Reply:
+        """Start a command; collect its reply with `wait`. ChannelClosed if the shell is known to be gone."""
+        if self._sock is None or not self.alive:
+            raise ChannelClosed("the sandbox shell ended")
+        start, marker = secrets.token_hex(16).encode(), secrets.token_hex(16).encode()
+        header = b"%s %s %.3f %.3f %d\n" % (start, marker, timeout_s, kill_grace_s, 1 if payload else 0)
         # A NUL ends the command on the wire; bash could not hold one in a string anyway.
         body = command.replace("\0", "").encode("utf-8", errors="replace")
         try:
@@ -233,24 +252,27 @@ class Channel:
         except OSError as exc:
             self.alive = False
             raise ChannelClosed(f"lost the sandbox shell: {exc}") from None
-        return marker
+        return self._reply(marker, start + b"\n", limit=limit)
 
-    def new_reply(self, marker: bytes, *, limit: int) -> Reply:
+    def _reply(self, marker: bytes, start: bytes | None, *, limit: int) -> Reply:
         reply = Reply(Capture(limit), Capture(limit))
-        reply.streams = [_Stream(marker, reply.stdout), _Stream(marker, reply.stderr)]
+        reply.streams = [_Stream(reply.stdout, marker, start), _Stream(reply.stderr, marker, start)]
         if self.merge:
-            reply.streams[1].found, reply.streams[1].line = True, b""
+            reply.streams[1].skip()
         return reply
 
     def wait(self, reply: Reply, deadline: float, *, stop_bytes: int | None = None) -> bool:
         """Read until the reply is complete, the stream ends, the output passes `stop_bytes`, or the deadline.
-        Returns True when nothing more will come (done or eof)."""
+        True when nothing more will come (done or eof). ChannelClosed if the shell ended before the command
+        started (so it can safely be sent again to a new shell)."""
         self._pump(reply, deadline, stop_bytes=stop_bytes)
         out = reply.streams[0]
         if out.line is not None and not reply.done:
             reply.done = True
             self._parse(reply, out.line)
         if reply.eof and not reply.done:
+            if not out.started:
+                raise ChannelClosed("the sandbox shell ended before the command started")
             for stream in reply.streams:
                 stream.flush()
         return reply.done or reply.eof
@@ -296,16 +318,6 @@ class Channel:
             offset = start + size
         del buf[:offset]
         return frames
-
-    def _drain_stale(self) -> None:
-        """Drop output written after the last marker (a background job still printing)."""
-        assert self._sock is not None
-        give_up = time.monotonic() + 0.05  # a background job may print forever; do not chase it
-        while not self._eof and time.monotonic() < give_up and select.select([self._sock], [], [], 0)[0]:
-            self._frames(0)  # whole frames are dropped; a partial one stays so the framing stays in step
-        if self._eof:
-            self.alive = False
-            raise ChannelClosed("the sandbox shell ended")
 
     @staticmethod
     def _parse(reply: Reply, line: bytes) -> None:

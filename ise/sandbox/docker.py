@@ -68,7 +68,7 @@ _client_lock = threading.Lock()
 _shared: dict[str, Any] = {}
 
 
-def _api() -> Any:
+def shared_api() -> Any:
     """One low-level API client per process, with room for many concurrent sandboxes' connections."""
     with _client_lock:
         if "api" not in _shared:
@@ -87,7 +87,7 @@ def _pooled_client() -> Any:
 
 
 def _engine() -> str:
-    _api()
+    shared_api()
     return str(_shared["engine"])
 
 
@@ -113,7 +113,7 @@ class DockerSandbox:
     def __init__(self, config: SandboxConfig, *, run_id: str) -> None:
         self.config = config
         self.run_id = run_id
-        self._api = _api()
+        self._api = shared_api()
         lifecycle.reap_once(self._api)
         image = _call(f"image {config.image} not found; run `ise sandbox build`", self._api.inspect_image, config.image)
         self.image_id: str = image["Id"]
@@ -279,12 +279,21 @@ class DockerSandbox:
 
     def exec(self, command: str, *, timeout_s: float | None = None, user: User = "agent") -> ExecResult:
         timeout = timeout_s or self.config.command_timeout_s
-        channel = self._acquire(user)
-        try:
-            reply, started = self._fresh(channel, user, command, timeout)
-        finally:
-            self._release(user, channel)
+        reply, started = self._fresh_call(user, command, timeout)
         return self._result(reply, started, timeout, cwd=self.config.workdir)
+
+    def _fresh_call(self, user: str, command: str, timeout: float, **options: Any) -> tuple[Reply, float]:
+        """Run on an idle fresh driver of `user`; once more on a new one if that driver had died meanwhile."""
+        for attempt in range(2):
+            channel = self._acquire(user)
+            try:
+                return self._fresh(channel, user, command, timeout, **options)
+            except ChannelClosed:
+                if attempt:
+                    raise self._broken("the command shell keeps ending") from None
+            finally:
+                self._release(user, channel)
+        raise AssertionError("unreachable")
 
     def _fresh(
         self,
@@ -299,17 +308,21 @@ class DockerSandbox:
     ) -> tuple[Reply, float]:
         grace = self.config.kill_grace_s
         started = time.monotonic()
+        limit = limit or self.config.output_limit_bytes
         try:
-            marker = channel.send(command, timeout_s=timeout, kill_grace_s=grace, payload=payload)
+            reply = channel.send(command, timeout_s=timeout, kill_grace_s=grace, limit=limit, payload=payload)
+            finished = channel.wait(
+                reply, started + timeout + grace + HOST_MARGIN_S, stop_bytes=stop_bytes or self.stop
+            )
+            if not finished:  # the in-container timeout did not end it, or it floods: stop it from outside
+                self._sweep(user, started, "KILL")
+                if not channel.wait(reply, time.monotonic() + 3.0):
+                    self._discard(channel)
         except ChannelClosed:
             self._discard(channel)
-            raise self._broken("the command shell ended") from None
-        reply = channel.new_reply(marker, limit=limit or self.config.output_limit_bytes)
-        finished = channel.wait(reply, started + timeout + grace + HOST_MARGIN_S, stop_bytes=stop_bytes or self.stop)
-        if not finished:  # the in-container timeout did not end it, or it floods: stop it from outside
-            self._sweep(user, started, "KILL")
-            if not channel.wait(reply, time.monotonic() + 3.0):
-                self._discard(channel)
+            if not self.alive():
+                raise self._broken("the command did not run") from None
+            raise
         if payload and not reply.done:
             self._discard(channel)  # unread payload bytes would be taken for the next command
         if reply.eof and not reply.done:
@@ -400,8 +413,8 @@ class DockerSandbox:
         """One command in the session shell. Timeout: SIGTERM to what the command started, SIGKILL after the grace
         period, and if the shell itself is what hangs (a builtin loop), kill it; the next call starts a new one."""
         started = time.monotonic()
-        marker = shell.send(command, timeout_s=timeout, kill_grace_s=self.config.kill_grace_s)
-        reply = shell.new_reply(marker, limit=self.config.output_limit_bytes)
+        limit = self.config.output_limit_bytes
+        reply = shell.send(command, timeout_s=timeout, kill_grace_s=self.config.kill_grace_s, limit=limit)
         finished = shell.wait(reply, started + timeout, stop_bytes=self.stop)
         timed_out = not finished and not reply.flooded
         killed = False
@@ -439,20 +452,11 @@ class DockerSandbox:
 
     def _helper(self, name: str, request: dict[str, Any], *, user: User, reply_limit: int) -> dict[str, Any]:
         payload = json.dumps(request).encode()
-        command = f"exec python3 -c {shlex.quote(source(name))} {len(payload)}"
-        channel = self._acquire(user)
-        try:
-            reply, _ = self._fresh(
-                channel,
-                user,
-                command,
-                HELPER_TIMEOUT_S,
-                payload=payload,
-                limit=2 * reply_limit,
-                stop_bytes=2 * reply_limit,
-            )
-        finally:
-            self._release(user, channel)
+        # -I -S: no site packages or user environment to import: faster, and nothing of the agent's gets loaded
+        command = f"exec python3 -I -S -c {shlex.quote(source(name))} {len(payload)}"
+        reply, _ = self._fresh_call(
+            user, command, HELPER_TIMEOUT_S, payload=payload, limit=2 * reply_limit, stop_bytes=2 * reply_limit
+        )
         if reply.exit_code != 0 or reply.stdout.truncated:
             tail = reply.stderr.text().strip()[-300:] or reply.stdout.text()[:200]
             raise SandboxError(f"{name} failed in the sandbox (exit {reply.exit_code}): {tail}")

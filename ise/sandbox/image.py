@@ -8,6 +8,7 @@ build follows. Image ids are what traces record, so a trace always says exactly 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
@@ -76,6 +77,8 @@ def build_image(
         _ensure_base(client, base_image(dockerfile), context, say)
         say(f"building {tag} from {context}")
         image_id = _docker_build(client, context, tag, digest)
+        if existing is not None and existing.id != image_id:
+            _remove_quietly(client, existing.id)  # the old build, now untagged
     finally:
         client.close()
     return BuiltImage(tag, image_id, digest, built=True)
@@ -94,6 +97,13 @@ def ensure_image(tag: str) -> str:
     if image is None:
         raise SandboxError(f"image {tag} not found; build it first")
     return str(image.id)
+
+
+def _remove_quietly(client: docker.DockerClient, image_id: str) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.APIError):  # still used by a container: leave it
+        client.images.remove(image_id)
 
 
 def base_image(dockerfile: Path) -> str:

@@ -15,7 +15,10 @@ import json
 import os
 import stat
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs milliseconds to import, on every call
+    from typing import Any
 
 MAX_HOPS = 40
 MAX_LIST = 10_000

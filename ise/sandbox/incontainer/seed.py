@@ -13,7 +13,10 @@ import os
 import pwd
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs milliseconds to import, on every call
+    from typing import Any
 
 
 class Failed(Exception):
