@@ -316,6 +316,10 @@ class FakeOpenAI:
 
         return Handler
 
+    def close(self) -> None:
+        """Stop listening: requests to base_url are then refused (an endpoint that is down)."""
+        self._server.server_close()
+
     @contextmanager
     def running(self) -> Iterator[FakeOpenAI]:
         thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -324,4 +328,4 @@ class FakeOpenAI:
             yield self
         finally:
             self._server.shutdown()
-            self._server.server_close()
+            self.close()

@@ -169,9 +169,7 @@ def test_failed_checks_and_an_unverified_claim(sandboxes: SandboxFactory) -> Non
 
 
 def test_command_timeout_is_recorded_and_the_episode_goes_on(sandboxes: SandboxFactory) -> None:
-    agent = scripted_turns(
-        {1: [bash("sleep 30"), bash("echo 3 > count.txt"), {"content": "count.txt written."}]}
-    )
+    agent = scripted_turns({1: [bash("sleep 30"), bash("echo 3 > count.txt"), {"content": "count.txt written."}]})
     plan = make_plan(command_timeout_s=1.5, max_user_turns=1)
     trace, _ = run(plan, agent, simple_user(done_after=1), sandboxes)
 
