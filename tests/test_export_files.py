@@ -15,7 +15,8 @@ from ise.config import ExportConfig
 from ise.errors import InputError, IseError
 from ise.records import Message, Trace
 from ise.stages import export as export_module
-from ise.stages.export import canonical_from_arrow, export, split_intents
+from ise.stages.export import SPLITS, export, split_intents
+from ise.stages.sft_files import canonical_from_arrow
 
 # No template server in these tests: the render check and real token counts are in test_export_model.py.
 NO_MODEL = {"render_samples": 0, "token_counter": "approx"}
@@ -26,10 +27,7 @@ def _cfg(**overrides: Any) -> ExportConfig:
 
 
 def _ids(out: Path, fmt: str = "openai") -> dict[str, set[str]]:
-    return {
-        split: {json.loads(line)["id"] for line in _lines(out / fmt / f"{split}.jsonl")}
-        for split in ("train", "validation")
-    }
+    return {split: {json.loads(line)["id"] for line in _lines(out / fmt / f"{split}.jsonl")} for split in SPLITS}
 
 
 def _lines(path: Path) -> list[str]:
@@ -155,7 +153,7 @@ def test_parquet_round_trip_gives_the_jsonl_rows_back(mixed: Path, tmp_path: Pat
 
     out = tmp_path / "out"
     export(mixed, out, _cfg(include_failed=True, validation_fraction=0.3))
-    for split in ("train", "validation"):
+    for split in SPLITS:
         jsonl_rows = [json.loads(line) for line in _lines(out / "openai" / f"{split}.jsonl")]
         assert jsonl_rows
         with_datasets = datasets.load_dataset(
@@ -172,7 +170,7 @@ def test_trl_file_loads_with_datasets_and_keeps_arguments_exact(mixed: Path, tmp
 
     out = tmp_path / "out"
     export(mixed, out, _cfg(validation_fraction=0.3))
-    files = {split: str(out / "trl" / f"{split}.jsonl") for split in ("train", "validation")}
+    files = {split: str(out / "trl" / f"{split}.jsonl") for split in SPLITS}
     loaded = datasets.load_dataset("json", data_files=files)
     assert set(loaded) == {"train", "validation"}
     assert loaded["train"].column_names == ["messages", "tools"]  # what SFTTrainer reads for tool-calling data
@@ -322,3 +320,24 @@ def test_trace_round_trips_through_the_factory_file(tmp_path: Path) -> None:
     trace = make_trace("x")
     write_traces(tmp_path / "t.jsonl", [trace])
     assert Trace.model_validate_json(_lines(tmp_path / "t.jsonl")[0]) == trace
+
+
+def test_parallel_and_serial_exports_are_identical(tmp_path: Path) -> None:
+    """Enough lines for several reading chunks, so the forked workers really run."""
+    traces = [make_trace(f"t{i:04d}", passed=i % 4 != 0, domain=("a", "b", "c")[i % 3]) for i in range(450)]
+    write_traces(tmp_path / "traces.jsonl", traces)
+    export(tmp_path / "traces.jsonl", tmp_path / "serial", _cfg(), processes=1)
+    export(tmp_path / "traces.jsonl", tmp_path / "parallel", _cfg(), processes=2)
+    assert _snapshot(tmp_path / "serial") == _snapshot(tmp_path / "parallel")
+    assert sum(json.loads((tmp_path / "parallel" / "export.json").read_text())["rows"].values()) == 337
+
+
+def test_bad_line_deep_in_a_parallel_read_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    write_traces(path, [make_trace(f"t{i:04d}") for i in range(450)])
+    lines = path.read_text().splitlines()
+    lines[411] = lines[411].replace('"turns":2', '"turns":"two"')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"traces.jsonl:412: not a Trace \(schema v1\): turns: Input should be"):
+        export(path, tmp_path / "out", _cfg(), processes=2)
+    assert not (tmp_path / "out").exists()

@@ -13,15 +13,21 @@ The output folder holds (each format only if selected):
 
 Everything is written into a temporary folder beside the target and renamed into place at the end, so a failure
 (bad input line, full disk, Ctrl-C) leaves either the previous export or nothing, never half of one.
+
+Speed: parsing/validation and the format writers are CPU-bound Python, so both run in forked worker processes
+(one per core); bench/export_bench.py measures it.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import itertools
 import json
 import random
 import shutil
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,16 +42,27 @@ from ise.config import Config, ExportConfig
 from ise.errors import InputError, IseError
 from ise.llm.config import EmbeddedBackend
 from ise.records import TRACE_SCHEMA_VERSION, Trace
+from ise.stages.sft_files import (
+    JSONL_FORMATS,
+    arrow_rows,
+    available_cores,
+    jsonl_lines,
+    ordered_map,
+    parquet_schemas,
+    replace_dir,
+    write_jsonl,
+    write_lines,
+    write_parquet,
+)
 from ise.stages.sft_rows import (
+    APPROX_TOKENS,
     Row,
     approx_tokens,
     check_rendered,
     message_records,
     openai_messages,
     openai_tools,
-    sharegpt_row,
     tool_records,
-    trl_messages,
     validate_conversation,
 )
 
@@ -54,6 +71,9 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "validation")
 MANIFEST = "export.json"
+
+
+# --- the chat template ---------------------------------------------------------------------------------------
 
 
 class ChatTemplate(Protocol):
@@ -121,14 +141,42 @@ def embedded_model_ready(model: str) -> bool:
     return cached_model(model) is not None
 
 
-@dataclass
-class Candidate:
-    """A trace that passed the filters and validation, as its canonical row."""
+# --- records of the export -----------------------------------------------------------------------------------
 
-    id: str
+
+@dataclass
+class Judged:
+    """One input line after parsing, filtering and validation, with its finished output lines if it is kept:
+    what a reading worker sends back."""
+
     line: int
-    row: Row
-    tokens: int | None = None
+    id: str
+    provenance: tuple[tuple[tuple[str, str], ...], str, str, str]
+    """((role, model), ...), image id, config hash, ise version."""
+    filtered: str | None = None
+    problems: list[str] = field(default_factory=list)
+    metadata: Row = field(default_factory=dict)
+    messages: int = 0
+    tokens: int = 0
+    """Approximate (see approx_tokens) until a limit asks for a real count."""
+    lines: dict[str, str] = field(default_factory=dict)
+    """Format -> JSON line; "openai" (the canonical row) is always there."""
+    dropped_texts: int = 0
+    """Assistant texts the ShareGPT line could not hold."""
+    part: int = -1
+    """Which Arrow table holds its Parquet row (-1: none), and at which index."""
+    index: int = -1
+
+    @property
+    def kept(self) -> bool:
+        return self.filtered is None and not self.problems
+
+    def row(self) -> Row:
+        return dict(json.loads(self.lines["openai"]))
+
+
+Candidate = Judged
+"""A Judged line that passed the filters and validation."""
 
 
 @dataclass
@@ -138,12 +186,22 @@ class ExportSummary:
     filtered: Counter[str] = field(default_factory=Counter)
     rejected: int = 0
     rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
-    token_counter: str = "none"
+    token_counter: str = APPROX_TOKENS
     render_checked: int = 0
     render_failed: int = 0
     sharegpt_dropped_texts: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase; indented entries ran inside the phase above them, in parallel (for the bench)."""
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
 
     def as_dict(self, cfg: ExportConfig) -> dict[str, Any]:
         return {
@@ -164,18 +222,13 @@ class ExportSummary:
 
 
 def read_traces(path: Path) -> Iterator[tuple[int, Trace]]:
-    """Yield (line number, Trace); any bad line stops the export with one error naming it."""
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for lineno, raw in enumerate(handle, start=1):
-            if raw.strip():
-                yield lineno, _parse_trace(path, lineno, raw)
+    """Yield (line number, Trace); any bad line stops with one error naming it."""
+    for chunk in _line_chunks(path):
+        for lineno, raw in chunk:
+            yield lineno, parse_trace(path, lineno, raw)
 
 
-def _parse_trace(path: Path, lineno: int, raw: bytes) -> Trace:
+def parse_trace(path: Path, lineno: int, raw: bytes) -> Trace:
     try:
         return Trace.model_validate_json(raw)
     except ValidationError as exc:
@@ -193,6 +246,26 @@ def _parse_trace(path: Path, lineno: int, raw: bytes) -> Trace:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "record"
     raise InputError(f"{path}:{lineno}: not a Trace (schema v{TRACE_SCHEMA_VERSION}): {where}: {first['msg']}")
+
+
+def _line_chunks(path: Path, max_lines: int = 200, max_bytes: int = 8 << 20) -> Iterator[list[tuple[int, bytes]]]:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    chunk: list[tuple[int, bytes]] = []
+    size = 0
+    with handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            chunk.append((lineno, raw))
+            size += len(raw)
+            if len(chunk) >= max_lines or size >= max_bytes:
+                yield chunk
+                chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 # --- selection -----------------------------------------------------------------------------------------------
@@ -219,10 +292,9 @@ def filter_reason(trace: Trace, cfg: ExportConfig) -> str | None:
 
 def canonical_row(trace: Trace) -> Row:
     """The OpenAI-format row plus the metadata a trainer may filter or weight by."""
-    messages = openai_messages(trace.messages)
     return {
         "id": trace.id,
-        "messages": messages,
+        "messages": openai_messages(trace.messages),
         "tools": openai_tools(trace.tools),
         "metadata": {
             "intent_id": trace.id,
@@ -237,6 +309,34 @@ def canonical_row(trace: Trace) -> Row:
             "tags": list(trace.tags),
         },
     }
+
+
+def judge_lines(job: tuple[Path, ExportConfig, list[tuple[int, bytes]]]) -> tuple[list[Judged], Any]:
+    """Parse, filter and validate a chunk of input lines and render the kept ones in every format (runs in a
+    worker process). Returns the verdicts and, if Parquet is wanted, an Arrow table of the kept rows."""
+    path, cfg, lines = job
+    judged: list[Judged] = []
+    rows: list[Row] = []
+    for lineno, raw in lines:
+        trace = parse_trace(path, lineno, raw)
+        env = trace.env
+        models = tuple((usage.role, usage.model) for usage in trace.usage)
+        verdict = Judged(lineno, trace.id, (models, env.image_id, env.config_hash, env.ise_version))
+        judged.append(verdict)
+        verdict.filtered = filter_reason(trace, cfg)
+        if verdict.filtered is not None:
+            continue
+        row = canonical_row(trace)
+        verdict.problems = validate_conversation(row["messages"], row["tools"])
+        if verdict.problems:
+            continue
+        verdict.metadata, verdict.messages = row["metadata"], len(row["messages"])
+        verdict.tokens = approx_tokens(row["messages"], row["tools"])
+        verdict.lines, verdict.dropped_texts = jsonl_lines(row, cfg.formats)
+        if "parquet" in cfg.formats:
+            verdict.index = len(rows)
+            rows.append(row)
+    return judged, (arrow_rows(rows) if rows else None)
 
 
 def split_intents(intent_ids: Iterable[str], fraction: float, seed: int) -> set[str]:
@@ -254,51 +354,54 @@ def split_intents(intent_ids: Iterable[str], fraction: float, seed: int) -> set[
 
 
 def export(
-    traces_path: Path, out_dir: Path, cfg: ExportConfig, *, template: ChatTemplate | None = None
+    traces_path: Path,
+    out_dir: Path,
+    cfg: ExportConfig,
+    *,
+    template: ChatTemplate | None = None,
+    processes: int | None = None,
 ) -> ExportSummary:
-    """Read, filter, validate, count, split, check and write; see the module docstring for the layout."""
+    """Read, filter, validate, count, check, split and write; see the module docstring for the layout.
+    `processes` defaults to the number of cores; 1 runs everything in this process."""
     _check_target(out_dir)
+    # Millions of small dicts and strings, none in reference cycles: the cyclic GC would rescan them over and
+    # over (measured: 3x slower reading and Parquet conversion). Reference counting still frees everything.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _export(traces_path, out_dir, cfg, template, processes or available_cores())
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _export(
+    traces_path: Path, out_dir: Path, cfg: ExportConfig, template: ChatTemplate | None, processes: int
+) -> ExportSummary:
     summary = ExportSummary(out_dir=out_dir)
     filtered: list[Row] = []
     rejects: list[Row] = []
-    candidates: list[Candidate] = []
-    seen: dict[str, int] = {}
-    provenance = _Provenance()
-    for lineno, trace in read_traces(traces_path):
-        if trace.id in seen:
-            raise InputError(
-                f"{traces_path}:{lineno}: duplicate trace id {trace.id!r} (first on line {seen[trace.id]})"
-            )
-        seen[trace.id] = lineno
-        summary.read += 1
-        provenance.add(trace)
-        reason = filter_reason(trace, cfg)
-        if reason is not None:
-            summary.filtered[reason] += 1
-            filtered.append({"id": trace.id, "line": lineno, "reason": reason})
-            continue
-        row = canonical_row(trace)
-        problems = validate_conversation(row["messages"], row["tools"])
-        if problems:
-            rejects.append({"id": trace.id, "line": lineno, "stage": "validation", "reasons": problems})
-            continue
-        candidates.append(Candidate(trace.id, lineno, row))
-
-    summary.token_counter = _count_tokens(candidates, cfg, template)
-    if cfg.max_tokens is not None:
-        candidates = _drop_long(candidates, cfg.max_tokens, summary, filtered)
-    candidates = _render_check(candidates, cfg, template, summary, rejects)
+    if "parquet" in cfg.formats:
+        parquet_schemas()  # imports `datasets` once, before the workers fork
+    with summary.timed("read, validate, format"):
+        candidates, tables = _select(traces_path, cfg, summary, filtered, rejects, processes)
+    with summary.timed("count tokens"):
+        summary.token_counter = _count_tokens(candidates, cfg, template)
+        if cfg.max_tokens is not None:
+            candidates = _drop_long(candidates, cfg.max_tokens, summary, filtered)
+    with summary.timed("render check"):
+        candidates = _render_check(candidates, cfg, template, summary, rejects)
     summary.rejected = len(rejects)
-    summary.provenance = provenance.as_dict()
-
-    held_out = split_intents((c.row["metadata"]["intent_id"] for c in candidates), cfg.validation_fraction, cfg.seed)
-    splits = {
-        "train": [c for c in candidates if c.row["metadata"]["intent_id"] not in held_out],
-        "validation": [c for c in candidates if c.row["metadata"]["intent_id"] in held_out],
-    }
-    summary.rows = {name: len(rows) for name, rows in splits.items()}
-    summary.stats = {name: split_stats(rows) for name, rows in splits.items()}
-    _write_all(out_dir, splits, filtered, rejects, cfg, summary)
+    with summary.timed("split and stats"):
+        intents = (c.metadata["intent_id"] for c in candidates)
+        held_out = split_intents(intents, cfg.validation_fraction, cfg.seed)
+        splits = {
+            "train": [c for c in candidates if c.metadata["intent_id"] not in held_out],
+            "validation": [c for c in candidates if c.metadata["intent_id"] in held_out],
+        }
+        summary.rows = {name: len(rows) for name, rows in splits.items()}
+        summary.stats = {name: split_stats(rows) for name, rows in splits.items()}
+    _write_all(out_dir, splits, tables, filtered, rejects, cfg, summary)
     return summary
 
 
@@ -308,22 +411,59 @@ def _check_target(out_dir: Path) -> None:
         raise IseError(f"{out_dir} exists and is not an ise export folder (no {MANIFEST}); choose another -o")
 
 
+def _select(
+    traces_path: Path,
+    cfg: ExportConfig,
+    summary: ExportSummary,
+    filtered: list[Row],
+    rejects: list[Row],
+    processes: int,
+) -> tuple[list[Candidate], list[Any]]:
+    """Read every trace; keep those the filters pass whose conversation is legal; note the rest with reasons.
+    Workers handle a chunk of lines each; results come back in file order. Returns the kept lines and the Arrow
+    tables their Parquet rows are in."""
+    candidates: list[Candidate] = []
+    tables: list[Any] = []
+    seen: dict[str, int] = {}
+    provenance = _Provenance()
+    jobs = ((traces_path, cfg, chunk) for chunk in _line_chunks(traces_path))
+    for chunk, table in ordered_map(judge_lines, jobs, processes):
+        if table is not None:
+            tables.append(table)
+        for judged in chunk:
+            if judged.id in seen:
+                where, first = f"{traces_path}:{judged.line}", seen[judged.id]
+                raise InputError(f"{where}: duplicate trace id {judged.id!r} (first on line {first})")
+            seen[judged.id] = judged.line
+            summary.read += 1
+            provenance.add(*judged.provenance)
+            if judged.filtered is not None:
+                summary.filtered[judged.filtered] += 1
+                filtered.append({"id": judged.id, "line": judged.line, "reason": judged.filtered})
+            elif judged.problems:
+                reject = {"id": judged.id, "line": judged.line, "stage": "validation", "reasons": judged.problems}
+                rejects.append(reject)
+            else:
+                judged.part = len(tables) - 1 if judged.index >= 0 else -1
+                candidates.append(judged)
+    summary.provenance = provenance.as_dict()
+    return candidates, tables
+
+
 def _count_tokens(candidates: list[Candidate], cfg: ExportConfig, template: ChatTemplate | None) -> str:
-    """Count every kept row when a limit asks for it (else only the stats need counts, so the cheap way)."""
-    use_template = template is not None and cfg.token_counter != "approx" and cfg.max_tokens is not None
+    """Real counts when a limit asks for them and a tokenizer is at hand; else the workers' approximations."""
+    if template is None or cfg.token_counter == "approx" or cfg.max_tokens is None:
+        return APPROX_TOKENS
     for candidate in candidates:
-        messages, tools = candidate.row["messages"], candidate.row["tools"]
-        if use_template and template is not None:
-            candidate.tokens = template.count_tokens(messages, tools)
-        else:
-            candidate.tokens = approx_tokens(messages, tools)
-    return template.name if use_template and template is not None else "approx (UTF-8 bytes / 4)"
+        row = candidate.row()
+        candidate.tokens = template.count_tokens(row["messages"], row["tools"])
+    return template.name
 
 
 def _drop_long(candidates: list[Candidate], limit: int, summary: ExportSummary, filtered: list[Row]) -> list[Candidate]:
     kept = []
     for candidate in candidates:
-        if candidate.tokens is not None and candidate.tokens > limit:
+        if candidate.tokens > limit:
             summary.filtered["too_many_tokens"] += 1
             filtered.append({"id": candidate.id, "line": candidate.line, "reason": "too_many_tokens"})
         else:
@@ -344,7 +484,8 @@ def _render_check(
     sample = random.Random(cfg.seed).sample(candidates, min(cfg.render_samples, len(candidates)))
     failed: set[str] = set()
     for candidate in sample:
-        messages, tools = candidate.row["messages"], candidate.row["tools"]
+        row = candidate.row()
+        messages, tools = row["messages"], row["tools"]
         try:
             problems = check_rendered(template.render(messages, tools), messages)
         except IseError as exc:
@@ -360,14 +501,13 @@ def _render_check(
 
 
 def split_stats(candidates: Sequence[Candidate]) -> dict[str, Any]:
-    metas = [c.row["metadata"] for c in candidates]
-    tokens = [c.tokens for c in candidates if c.tokens is not None]
+    metas = [c.metadata for c in candidates]
     return {
         "rows": len(candidates),
-        "messages": _describe([len(c.row["messages"]) for c in candidates]),
+        "messages": _describe([c.messages for c in candidates]),
         "user_turns": _describe([m["user_turns"] for m in metas]),
         "tool_calls": _describe([m["tool_calls"] for m in metas]),
-        "tokens": _describe(tokens),
+        "tokens": _describe([c.tokens for c in candidates]),
         "with_recovery": sum(m["recoveries"] > 0 for m in metas),
         "failed_checks": sum(not m["passed"] for m in metas),
         "domains": dict(Counter(m["domain"] for m in metas).most_common()),
@@ -397,12 +537,12 @@ class _Provenance:
         self.configs: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()
 
-    def add(self, trace: Trace) -> None:
-        for usage in trace.usage:
-            self.models.setdefault(usage.role, Counter())[usage.model] += 1
-        self.images[trace.env.image_id] += 1
-        self.configs[trace.env.config_hash] += 1
-        self.versions[trace.env.ise_version] += 1
+    def add(self, models: Iterable[tuple[str, str]], image: str, config_hash: str, version: str) -> None:
+        for role, model in models:
+            self.models.setdefault(role, Counter())[model] += 1
+        self.images[image] += 1
+        self.configs[config_hash] += 1
+        self.versions[version] += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -419,6 +559,7 @@ class _Provenance:
 def _write_all(
     out_dir: Path,
     splits: dict[str, list[Candidate]],
+    tables: list[Any],
     filtered: list[Row],
     rejects: list[Row],
     cfg: ExportConfig,
@@ -427,137 +568,33 @@ def _write_all(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        for name, rows in splits.items():
-            summary.sharegpt_dropped_texts += _write_split(staging, name, rows, cfg)
-        _write_jsonl(staging / "filtered.jsonl", filtered)
-        _write_jsonl(staging / "rejects.jsonl", rejects)
-        (staging / MANIFEST).write_text(json.dumps(summary.as_dict(cfg), indent=2) + "\n", encoding="utf-8")
-        (staging / "README.md").write_text(render_card(summary, cfg), encoding="utf-8")
-        _replace_dir(staging, out_dir)
+        for split, candidates in splits.items():
+            _write_split(staging, split, candidates, tables, cfg, summary)
+        with summary.timed("write card"):
+            write_jsonl(staging / "filtered.jsonl", filtered)
+            write_jsonl(staging / "rejects.jsonl", rejects)
+            (staging / MANIFEST).write_text(json.dumps(summary.as_dict(cfg), indent=2) + "\n", encoding="utf-8")
+            (staging / "README.md").write_text(render_card(summary, cfg), encoding="utf-8")
+        replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def _write_split(staging: Path, split: str, rows: list[Candidate], cfg: ExportConfig) -> int:
-    """Write one split in every selected format; returns the ShareGPT texts dropped (see sharegpt_row)."""
-    writers = {
-        fmt: _open(staging / fmt / f"{split}.jsonl") for fmt in ("openai", "trl", "sharegpt") if fmt in cfg.formats
-    }
-    dropped = 0
-    try:
-        for candidate in rows:
-            row = candidate.row
-            if "openai" in writers:
-                writers["openai"].write(_dumps(row) + "\n")
-            if "trl" in writers:
-                writers["trl"].write(_dumps({"messages": trl_messages(row["messages"]), "tools": row["tools"]}) + "\n")
-            if "sharegpt" in writers:
-                shared, lost = sharegpt_row(row["messages"], row["tools"])
-                dropped += lost
-                writers["sharegpt"].write(_dumps({"id": row["id"], **shared}) + "\n")
-    finally:
-        for handle in writers.values():
-            handle.close()
+def _write_split(
+    staging: Path, split: str, candidates: list[Candidate], tables: list[Any], cfg: ExportConfig, summary: ExportSummary
+) -> None:
+    for fmt in JSONL_FORMATS:
+        if fmt in cfg.formats:
+            with summary.timed(f"write {fmt}"):
+                write_lines(staging / fmt / f"{split}.jsonl", (c.lines[fmt] for c in candidates))
+    if "sharegpt" in cfg.formats:
+        summary.sharegpt_dropped_texts += sum(c.dropped_texts for c in candidates)
     if "parquet" in cfg.formats:
-        write_parquet(staging / "parquet" / f"{split}.parquet", [c.row for c in rows])
-    return dropped
-
-
-def _open(path: Path) -> Any:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("w", encoding="utf-8")
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def _write_jsonl(path: Path, rows: list[Row]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(_dumps(row) + "\n")
-
-
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    """Swap the finished folder in: the old export (if any) is moved aside first and removed only afterwards."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{staging.name.rsplit('.', 1)[-1]}")
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# --- Parquet -------------------------------------------------------------------------------------------------
-
-
-def _parquet_features(parameters: Any) -> Any:
-    """The canonical row as `datasets` features. Tool-call arguments stay strings: as structs Arrow would merge
-    every row's argument keys into one type and hand back keys a call never had (FIELD_NOTES, Export). Tool
-    parameters use the Json type: `datasets` gives back the exact object, other readers see a JSON string."""
-    from datasets import Features, List, Value
-
-    string, count = Value("string"), Value("int64")
-    call = {"id": string, "type": string, "function": {"name": string, "arguments": string}}
-    message = {"role": string, "content": string, "tool_calls": List(call), "tool_call_id": string}
-    tool = {"type": string, "function": {"name": string, "description": string, "parameters": parameters}}
-    metadata = {
-        "intent_id": string,
-        "domain": string,
-        "complexity": string,
-        "persona": string,
-        "passed": Value("bool"),
-        "termination": string,
-        "user_turns": count,
-        "tool_calls": count,
-        "recoveries": count,
-        "tags": List(string),
-    }
-    return Features({"id": string, "messages": List(message), "tools": List(tool), "metadata": metadata})
-
-
-def write_parquet(path: Path, rows: Sequence[Row], batch_size: int = 1000) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from datasets import Json, Value
-
-    schema = _parquet_features(Json()).arrow_schema
-    # pyarrow cannot build the Json extension type from Python objects: build with strings, then cast.
-    plain = _parquet_features(Value("string")).arrow_schema
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with pq.ParquetWriter(path, schema) as writer:
-        for start in range(0, len(rows), batch_size):
-            batch = [_with_string_parameters(row) for row in rows[start : start + batch_size]]
-            writer.write_table(pa.Table.from_pylist(batch, schema=plain).cast(schema))
-        if not rows:
-            writer.write_table(plain.empty_table().cast(schema))
-
-
-def _with_string_parameters(row: Row) -> Row:
-    tools = [
-        {**t, "function": {**t["function"], "parameters": _dumps(t["function"]["parameters"])}} for t in row["tools"]
-    ]
-    return {**row, "tools": tools}
-
-
-def canonical_from_arrow(row: Row) -> Row:
-    """A row read back from the Parquet file (with `datasets` or plain pyarrow) in the canonical JSONL shape:
-    Arrow gives every message every field, so fields the canonical row leaves out come back as nulls."""
-    messages = [{k: v for k, v in m.items() if v is not None or k == "content"} for m in row["messages"]]
-    tools = [
-        {**t, "function": {**t["function"], "parameters": _loads_if_str(t["function"]["parameters"])}}
-        for t in row["tools"]
-    ]
-    return {**row, "messages": messages, "tools": tools}
-
-
-def _loads_if_str(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-# --- the dataset card ----------------------------------------------------------------------------------------
+        with summary.timed("write parquet"):
+            # Candidates are in file order, so each worker table's rows form one run: take them run by run.
+            runs = [(part, [c.index for c in group]) for part, group in itertools.groupby(candidates, lambda c: c.part)]
+            write_parquet(staging / "parquet" / f"{split}.parquet", [(tables[part], rows) for part, rows in runs])
 
 
 def render_card(summary: ExportSummary, cfg: ExportConfig) -> str:
@@ -569,7 +606,7 @@ def render_card(summary: ExportSummary, cfg: ExportConfig) -> str:
     )
 
 
-# --- command ---------------------------------------------------------------------------------------------------
+# --- command -------------------------------------------------------------------------------------------------
 
 
 def run_export(traces_path: Path, out_dir: Path, config: Config, *, console: Console) -> ExportSummary:

@@ -254,11 +254,19 @@ def _tool_result(where: str, message: Row, pending: set[str], answered: set[str]
 # --- token counts and the render check -----------------------------------------------------------------------
 
 
+APPROX_TOKENS = "approx: characters / 4 + 4 per message"
+
+
 def approx_tokens(messages: list[Row], tools: list[Row]) -> int:
-    """Rough token count when no tokenizer is at hand: UTF-8 bytes of the JSON / 4 (typical of BPE vocabularies
-    on English and code; see the calibration test), so a max-tokens filter errs by tens of percent, not factors."""
-    size = len(json.dumps(messages, ensure_ascii=False).encode()) + len(json.dumps(tools, ensure_ascii=False).encode())
-    return (size + 3) // 4
+    """Rough token count when no tokenizer is at hand: characters of texts, tool calls and tool schemas / 4, plus
+    4 per message for the role markup (typical of BPE vocabularies on English and code; the model test checks it
+    against the real tokenizer), so a max-tokens filter errs by tens of percent, not by factors."""
+    chars = len(json.dumps(tools))
+    for message in messages:
+        chars += len(message.get("content") or "")
+        for call in message.get("tool_calls") or ():
+            chars += len(call["function"]["name"]) + len(call["function"]["arguments"])
+    return (chars + 3) // 4 + 4 * len(messages)
 
 
 TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
