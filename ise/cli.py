@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -71,6 +72,90 @@ def execute(
     from ise.stages.execute import run_execute
 
     run_execute(input_path, output, config_from(config), workers=workers, console=console)
+
+
+@app.command()
+def export(
+    input_path: Annotated[Path, typer.Option("-i", "--input", help="traces.jsonl from `ise execute`.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write (replaced atomically).")],
+    config: ConfigOption = None,
+    include_failed: Annotated[
+        bool | None, typer.Option("--include-failed/--verified-only", help="Also export failed trajectories.")
+    ] = None,
+    require_recovery: Annotated[
+        bool | None, typer.Option("--require-recovery/--any-recovery", help="Only trajectories that recovered.")
+    ] = None,
+    min_user_turns: Annotated[int | None, typer.Option("--min-user-turns")] = None,
+    max_user_turns: Annotated[int | None, typer.Option("--max-user-turns")] = None,
+    include_infra_errors: Annotated[
+        bool | None, typer.Option("--include-infra-errors/--exclude-infra-errors", help="Keep infra_error traces.")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Longest conversation, in tokens.")] = None,
+    tokens: Annotated[str | None, typer.Option("--tokens", help="Token counter: auto | embedded | approx.")] = None,
+    validation_fraction: Annotated[float | None, typer.Option("--validation-fraction")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the split and the render sample.")] = None,
+    formats: Annotated[
+        list[str] | None, typer.Option("--format", help="openai | trl | sharegpt | parquet; repeatable.")
+    ] = None,
+    render_samples: Annotated[int | None, typer.Option("--render-samples", help="Rows rendered as a check.")] = None,
+    no_render_check: Annotated[bool, typer.Option("--no-render-check", help="Same as --render-samples 0.")] = False,
+) -> None:
+    """Turn traces into filtered, validated SFT datasets (OpenAI, TRL, ShareGPT, Parquet) with a dataset card."""
+    from ise.stages.export import run_export
+
+    flags = {
+        "include_failed": include_failed,
+        "require_recovery": require_recovery,
+        "min_user_turns": min_user_turns,
+        "max_user_turns": max_user_turns,
+        "exclude_infra_errors": None if include_infra_errors is None else not include_infra_errors,
+        "max_tokens": max_tokens,
+        "token_counter": tokens,
+        "validation_fraction": validation_fraction,
+        "seed": seed,
+        "formats": formats,
+        "render_samples": 0 if no_render_check else render_samples,
+    }
+    overrides = [f"export.{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    run_export(input_path, output, config_from([*(config or []), *overrides]), console=console)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (intents.jsonl, plans.jsonl, traces.jsonl, sft/).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="HTML file (default RUN_DIR/report.html).")
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report of a run and print its key numbers."""
+    from ise.report import run_report
+
+    run_report(run_dir, output, console=Console())
+
+
+@app.command()
+def view(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding traces.jsonl (or a traces.jsonl file).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="HTML file (default RUN_DIR/viewer.html).")
+    ] = None,
+) -> None:
+    """Write a static HTML trace viewer: every trajectory, its dialogue, tool calls, diffs, events and checks."""
+    from ise.viewer import run_viewer
+
+    run_viewer(run_dir, output, console=console)
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    run_dir: Annotated[Path | None, typer.Option("-o", "--run-dir", help="Run folder (default: run_dir).")] = None,
+) -> None:
+    """Intents -> simulate -> execute -> export -> report in one run folder, resuming whatever is already done."""
+    from ise.pipeline import run_pipeline
+
+    cfg = config_from(config)
+    run_pipeline(cfg, run_dir or cfg.run_dir, console=console)
 
 
 def main() -> None:

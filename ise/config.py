@@ -133,6 +133,8 @@ class ExportConfig(Record):
 
 
 class Config(Record):
+    run_dir: Path = Path("runs/default")
+    """Where `ise run` keeps every stage's output."""
     seed: int = 0
     workers: int = 1
     """Records processed concurrently by each stage."""
