@@ -31,6 +31,8 @@ class OpenAIBackend(Record):
     """Per-request timeout."""
     max_retries: int = 4
     """Retries on 429/5xx/connection/timeout errors, with exponential backoff; then the call fails."""
+    retry_backoff_s: float = 1.0
+    """Delay before the first retry; doubles with each retry (with jitter, capped at 60 s; Retry-After honoured)."""
     max_concurrency: int = 8
     """Requests in flight at once against this endpoint, shared by every client of the same base_url."""
     extra_body: dict[str, Any] = Field(default_factory=dict)
