@@ -200,6 +200,15 @@ class DockerSandbox:
             return False
         return bool(state.get("Running")) and not state.get("Paused")
 
+    def _survived(self) -> bool:
+        """After a shell ended unexpectedly: is the container still up? The engine may report a container killed
+        from outside as running for a moment, so look a few times before blaming the command."""
+        for _ in range(5):
+            if not self.alive():
+                return False
+            time.sleep(0.1)
+        return True
+
     def _broken(self, what: str) -> SandboxError:
         if self._closed:
             return SandboxError(f"{what}: the sandbox was closed")
@@ -320,13 +329,13 @@ class DockerSandbox:
                     self._discard(channel)
         except ChannelClosed:
             self._discard(channel)
-            if not self.alive():
+            if not self._survived():
                 raise self._broken("the command did not run") from None
             raise
         if payload and not reply.done:
             self._discard(channel)  # unread payload bytes would be taken for the next command
         if reply.eof and not reply.done:
-            if not self.alive():
+            if not self._survived():
                 raise self._broken("the command did not finish")
             reply.exit_code = self._exit_status(channel)
             reply.stderr.add(b"\n[ise: the command killed the shell that ran it]\n")
@@ -403,7 +412,7 @@ class DockerSandbox:
                 try:
                     result = self._session_command(self._session, command, timeout)
                 except ChannelClosed:
-                    if not self.alive():
+                    if not self._survived():
                         raise self._broken("the session shell ended") from None
                     continue
                 return result.model_copy(update={"session_reset": True}) if restarted else result
@@ -436,7 +445,7 @@ class DockerSandbox:
         if reset:
             self._discard(shell)
             self._session = None
-            if not self.alive():
+            if not reply.exited and not self._survived():
                 raise self._broken("the session shell ended")
             if reply.exit_code is None:
                 reply.exit_code = self._exit_status(shell)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -16,5 +17,15 @@ OpenSandbox = Callable[..., AbstractContextManager[DockerSandbox]]
 
 def agent_processes(box: DockerSandbox) -> list[str]:
     """Command lines of the agent user's processes, minus ise's own driver shells and the listing itself."""
-    listing = box.exec("ps -u agent -o pid=,args=", user="root").stdout.splitlines()
-    return [line.strip() for line in listing if "__ise_mode" not in line and "ps -u agent" not in line]
+    listing = box.exec("ps -u agent -o pid=,args=; echo listed", user="root")
+    assert listing.stdout.endswith("listed\n"), f"could not list processes: {listing}"
+    lines = listing.stdout.splitlines()[:-1]
+    return [line.strip() for line in lines if "__ise_mode" not in line and "ps -u agent" not in line]
+
+
+def settled(box: DockerSandbox, within_s: float = 10.0) -> list[str]:
+    """The agent's processes once none are left, or what is still there after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while (left := agent_processes(box)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
