@@ -157,8 +157,11 @@ def _hermes_render(messages: list[dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def test_approx_tokens_grows_with_content(row: dict[str, Any]) -> None:
+def test_approx_tokens_weighs_character_classes(row: dict[str, Any]) -> None:
     base = approx_tokens(row["messages"], row["tools"])
     longer = copy.deepcopy(row["messages"])
-    longer[3]["content"] += "x" * 4000
+    longer[3]["content"] += "abcd" * 1000
     assert approx_tokens(longer, row["tools"]) == base + 1000
+    digits = copy.deepcopy(row["messages"])
+    digits[3]["content"] += "1234" * 1000
+    assert approx_tokens(digits, row["tools"]) == base + 7000, "every digit is a token or more"

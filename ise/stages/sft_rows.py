@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Sequence
 from typing import Any
 
@@ -254,19 +255,35 @@ def _tool_result(where: str, message: Row, pending: set[str], answered: set[str]
 # --- token counts and the render check -----------------------------------------------------------------------
 
 
-APPROX_TOKENS = "approx: characters / 4 + 4 per message"
+APPROX_TOKENS = "approx: character classes fitted to Qwen2.5's tokenizer (within about 20%)"
+
+_DIGITS = b"0123456789"
+_WORD_OR_SPACE = string.ascii_letters.encode() + _DIGITS + b" \t\r\n"
+
+
+def text_tokens(text: str) -> float:
+    """Tokens of a text, estimated from its character classes with weights fitted (least squares on relative
+    error) to Qwen2.5's tokenizer over 140 samples of code, shell output, logs and prose: letters / 4, digits
+    1.75 each (digits are single tokens and break words), other symbols 0.43, newlines 0.3, spaces 0.035.
+    Byte-level translate/count keep it about as cheap as len()."""
+    data = text.encode()
+    digits = len(data) - len(data.translate(None, _DIGITS))
+    symbols = len(data.translate(None, _WORD_OR_SPACE))
+    newlines, spaces = data.count(b"\n"), data.count(b" ")
+    letters = len(data) - digits - symbols - newlines - spaces
+    return 0.25 * letters + 1.75 * digits + 0.43 * symbols + 0.3 * newlines + 0.035 * spaces
 
 
 def approx_tokens(messages: list[Row], tools: list[Row]) -> int:
-    """Rough token count when no tokenizer is at hand: characters of texts, tool calls and tool schemas / 4, plus
-    4 per message for the role markup (typical of BPE vocabularies on English and code; the model test checks it
-    against the real tokenizer), so a max-tokens filter errs by tens of percent, not by factors."""
-    chars = len(json.dumps(tools))
+    """Tokens of a conversation as a chat template renders it, without a tokenizer: its texts (see text_tokens)
+    plus the markup a ChatML/Hermes template adds: 5 per message, 12 per tool call, and a 90-token preamble
+    when tools are offered. The model test checks it against the real count."""
+    total = text_tokens(json.dumps(tools)) + 90 if tools else 0.0
     for message in messages:
-        chars += len(message.get("content") or "")
+        total += 5 + text_tokens(message.get("content") or "")
         for call in message.get("tool_calls") or ():
-            chars += len(call["function"]["name"]) + len(call["function"]["arguments"])
-    return (chars + 3) // 4 + 4 * len(messages)
+            total += 12 + text_tokens(call["function"]["name"]) + text_tokens(call["function"]["arguments"])
+    return round(total)
 
 
 TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
