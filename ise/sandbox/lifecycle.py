@@ -19,7 +19,6 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -99,11 +98,16 @@ def close_all() -> None:
     with _live.lock:
         closers = list(_live.closers.values())
         _live.closers.clear()
-    if not closers:
-        return
-    with ThreadPoolExecutor(max_workers=min(16, len(closers))) as pool:
-        for close in closers:
-            pool.submit(_quietly, close)
+    threads = []
+    for close in closers:
+        try:
+            thread = threading.Thread(target=_quietly, args=(close,), daemon=True)
+            thread.start()
+            threads.append(thread)
+        except RuntimeError:  # no new threads at interpreter shutdown (Python 3.12+): one after the other
+            _quietly(close)
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 def _quietly(close: Callable[[], None]) -> None:
