@@ -1,0 +1,286 @@
+"""`ise report RUN_DIR`: one self-contained HTML page about a run, and its key numbers as a table in the terminal.
+
+A run folder holds intents.jsonl, intents.stats.json, plans.jsonl, traces.jsonl and sft/ (export.json); any of
+them may be missing (a run stopped early, or stages run by hand), and the report shows what is there.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from ise.charts import bar_chart, heatmap, histogram
+from ise.errors import InputError
+from ise.jsonl import read_records
+from ise.records import Intent, Plan, Trace
+from ise.stages.export import read_traces
+
+LEVELS = ("simple", "medium", "complex")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class RunData:
+    """Everything a run folder holds; None for a stage whose output is missing."""
+
+    run_dir: Path
+    intents: list[Intent] | None = None
+    stats: dict[str, Any] | None = None
+    plans: list[Plan] | None = None
+    traces: list[Trace] | None = None
+    export: dict[str, Any] | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    """Records each stage could not produce (its .errors.jsonl)."""
+
+
+def load_run(run_dir: Path) -> RunData:
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir} is not a run folder")
+    data = RunData(run_dir)
+    data.intents = _records(run_dir / "intents.jsonl", Intent)
+    data.plans = _records(run_dir / "plans.jsonl", Plan)
+    traces = run_dir / "traces.jsonl"
+    data.traces = [trace for _, trace in read_traces(traces)] if traces.exists() else None
+    data.stats = _json(run_dir / "intents.stats.json")
+    data.export = _json(run_dir / "sft" / "export.json")
+    for stage in ("intents", "plans", "traces"):
+        errors = run_dir / f"{stage}.errors.jsonl"
+        if errors.exists():
+            data.errors[stage] = sum(1 for line in errors.read_text(encoding="utf-8").splitlines() if line.strip())
+    return data
+
+
+def _records(path: Path, model: type[M]) -> list[M] | None:
+    return list(read_records(path, model)) if path.exists() else None
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return data
+
+
+# --- numbers -------------------------------------------------------------------------------------------------
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{part:g} / {whole:g} ({part / whole:.0%})" if whole else "n/a"
+
+
+def _mean(values: Sequence[float], unit: str = "") -> str:
+    return f"{statistics.fmean(values):.1f}{unit}" if values else "n/a"
+
+
+def tokens_of(trace: Trace) -> int:
+    return sum(u.prompt_tokens + u.completion_tokens for u in trace.usage)
+
+
+def key_numbers(data: RunData) -> list[tuple[str, str]]:
+    """The run's headline figures, in reading order: pipeline funnel, outcomes, behaviour, diversity, cost."""
+    numbers: list[tuple[str, str]] = []
+    stats, traces = data.stats or {}, data.traces
+    if data.intents is not None:
+        sampled = stats.get("sampled")
+        numbers.append(("intents kept", f"{len(data.intents)}" + (f" of {sampled} sampled" if sampled else "")))
+    if data.plans is not None:
+        numbers.append(("plans", f"{len(data.plans)} (failed: {data.errors.get('plans', 0)})"))
+    if traces is not None:
+        passed = sum(t.outcome.passed for t in traces)
+        failures = [f for t in traces for f in t.failures]
+        user_turns = sum(t.user.turns for t in traces)
+        drift = sum(t.user.drift_detected for t in traces)
+        numbers += [
+            ("trajectories", f"{len(traces)} (errors: {data.errors.get('traces', 0)})"),
+            ("verified success (checks passed)", _share(passed, len(traces))),
+            ("infra errors", _share(sum(t.infra_error is not None for t in traces), len(traces))),
+            ("unverified success claims", _share(sum(t.outcome.unverified_claim for t in traces), len(traces))),
+            ("user turns per trajectory", _mean([t.turns for t in traces])),
+            ("tool calls per trajectory", _mean([len(t.steps) for t in traces])),
+            ("trajectories with a failed step or check", _share(sum(bool(t.failures) for t in traces), len(traces))),
+            ("failures recovered", _share(sum(f.recovered_by is not None for f in failures), len(failures))),
+            ("user-simulator drift (drafts rejected / user turns)", _share(drift, user_turns)),
+            ("tokens per trajectory", _mean([tokens_of(t) for t in traces])),
+            ("time per trajectory", _mean([t.timing.wall_s for t in traces], " s")),
+        ]
+    if "vendi" in stats:
+        numbers.append(("Vendi score (intents)", f"{stats['vendi']:.2f}"))
+    if "distinct" in stats:
+        distinct = stats["distinct"]
+        numbers.append(("distinct-1 / -2 / -3", " / ".join(f"{distinct.get(n, 0):.3f}" for n in ("1", "2", "3"))))
+    if data.export is not None:
+        rows = data.export.get("rows", {})
+        numbers.append(("SFT rows (train / validation)", f"{rows.get('train', 0)} / {rows.get('validation', 0)}"))
+    return numbers
+
+
+# --- charts --------------------------------------------------------------------------------------------------
+
+
+def _counted(values: Sequence[str], order: Sequence[str] = ()) -> list[tuple[str, float]]:
+    counts = Counter(values)
+    keys = [k for k in order if k in counts] + sorted(k for k in counts if k not in order)
+    return [(key, counts[key]) for key in keys]
+
+
+def coverage_chart(data: RunData) -> str | None:
+    """Domain x complexity: intents kept per cell (of those sampled, when the stats say), and pass rates."""
+    cells = (data.stats or {}).get("cells")
+    if cells:
+        values = {(c["domain"], c["complexity"]): float(c["kept"]) for c in cells}
+        labels = {(c["domain"], c["complexity"]): f"{c['kept']}/{c['sampled']}" for c in cells}
+        title = "matrix coverage: intents kept / sampled"
+    elif data.intents:
+        counts = Counter((i.domain, i.complexity) for i in data.intents)
+        values, labels, title = {k: float(v) for k, v in counts.items()}, {}, "matrix coverage: intents"
+    else:
+        return None
+    domains = sorted({d for d, _ in values})
+    levels = [lvl for lvl in LEVELS if any(c == lvl for _, c in values)] + sorted({c for _, c in values} - set(LEVELS))
+    return heatmap(title, domains, levels, values, labels)
+
+
+def pass_rate_chart(traces: Sequence[Trace]) -> str:
+    totals: Counter[tuple[str, str]] = Counter((t.intent.domain, t.intent.complexity) for t in traces)
+    passed: Counter[tuple[str, str]] = Counter(
+        (t.intent.domain, t.intent.complexity) for t in traces if t.outcome.passed
+    )
+    values = {key: passed[key] / total for key, total in totals.items()}
+    labels = {key: f"{passed[key]}/{total}" for key, total in totals.items()}
+    domains = sorted({d for d, _ in totals})
+    levels = [lvl for lvl in LEVELS if any(c == lvl for _, c in totals)]
+    return heatmap("verified success per cell: passed / run", domains, levels, values, labels)
+
+
+def verdict(trace: Trace) -> str:
+    if trace.infra_error is not None:
+        return "infra_error"
+    return "passed" if trace.outcome.passed else "failed"
+
+
+def charts(data: RunData) -> list[tuple[str, str]]:
+    """(section, svg) in page order; sections with no data are left out."""
+    out: list[tuple[str, str]] = []
+    coverage = coverage_chart(data)
+    if coverage:
+        out.append(("Coverage", coverage))
+    population: Sequence[Intent] | Sequence[Trace] = data.intents or []
+    if data.intents:
+        out.append(("Coverage", bar_chart("complexity mix", _counted([i.complexity for i in data.intents], LEVELS))))
+        out.append(("Coverage", bar_chart("domain mix", _counted([i.domain for i in data.intents]))))
+    traces = data.traces or []
+    if not traces:
+        return out
+    if not population:
+        out.append(("Coverage", bar_chart("complexity mix", _counted([t.intent.complexity for t in traces], LEVELS))))
+        out.append(("Coverage", bar_chart("domain mix", _counted([t.intent.domain for t in traces]))))
+    out += [
+        ("Outcomes", pass_rate_chart(traces)),
+        ("Outcomes", bar_chart("verdict", _counted([verdict(t) for t in traces], ["passed", "failed", "infra_error"]))),
+        ("Outcomes", bar_chart("termination reason", _counted([str(t.termination) for t in traces]))),
+        ("Behaviour", histogram("user turns", [t.turns for t in traces])),
+        ("Behaviour", histogram("tool calls", [len(t.steps) for t in traces])),
+        ("Behaviour", _recovery_chart(traces)),
+        ("Behaviour", _drift_chart(traces)),
+        ("Cost", histogram("duration per trajectory", [t.timing.wall_s for t in traces], unit=" s")),
+        ("Cost", histogram("tokens per trajectory", [tokens_of(t) for t in traces])),
+        ("Cost", _time_split_chart(traces)),
+    ]
+    return out
+
+
+def _recovery_chart(traces: Sequence[Trace]) -> str:
+    failures = [f for t in traces for f in t.failures]
+    items = [
+        ("failed steps", sum(f.kind == "step" for f in failures)),
+        ("failed probes", sum(f.kind == "probe" for f in failures)),
+        ("recovered", sum(f.recovered_by is not None for f in failures)),
+        ("trajectories with failures", sum(bool(t.failures) for t in traces)),
+        ("trajectories that recovered", sum(t.recoveries > 0 for t in traces)),
+    ]
+    return bar_chart("failures and recoveries", [(label, float(n)) for label, n in items])
+
+
+def _drift_chart(traces: Sequence[Trace]) -> str:
+    items = [
+        ("user turns", sum(t.user.turns for t in traces)),
+        ("drafts rejected (drift)", sum(t.user.drift_detected for t in traces)),
+        ("scripted fallbacks", sum(t.user.fallbacks for t in traces)),
+    ]
+    return bar_chart("user simulator: role drift", [(label, float(n)) for label, n in items])
+
+
+def _time_split_chart(traces: Sequence[Trace]) -> str:
+    mean: Callable[[Callable[[Trace], float]], float] = lambda f: statistics.fmean(f(t) for t in traces)  # noqa: E731
+    items = [
+        ("wall clock", mean(lambda t: t.timing.wall_s)),
+        ("waiting for LLMs", mean(lambda t: t.timing.llm_s)),
+        ("in the sandbox", mean(lambda t: t.timing.sandbox_s)),
+    ]
+    return bar_chart("mean time per trajectory", items, unit=" s")
+
+
+# --- output --------------------------------------------------------------------------------------------------
+
+
+def render_html(data: RunData) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(loader=PackageLoader("ise", "templates"), undefined=StrictUndefined, autoescape=True)
+    sections: dict[str, list[str]] = {}
+    for section, svg in charts(data):
+        sections.setdefault(section, []).append(svg)
+    missing = [
+        name
+        for name, present in [
+            ("intents.jsonl", data.intents is not None),
+            ("intents.stats.json", data.stats is not None),
+            ("plans.jsonl", data.plans is not None),
+            ("traces.jsonl", data.traces is not None),
+            ("sft/export.json", data.export is not None),
+        ]
+        if not present
+    ]
+    return env.get_template("report.html.jinja").render(
+        run_dir=str(data.run_dir),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        numbers=key_numbers(data),
+        sections=sections,
+        missing=missing,
+    )
+
+
+def numbers_table(data: RunData) -> Table:
+    table = Table(title=f"ise report: {data.run_dir}", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in key_numbers(data):
+        table.add_row(label, value)
+    return table
+
+
+def run_report(run_dir: Path, output: Path | None = None, *, console: Console) -> Path:
+    """Write the HTML report (default RUN_DIR/report.html, atomically) and print the key numbers."""
+    data = load_run(run_dir)
+    output = output or run_dir / "report.html"
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(render_html(data), encoding="utf-8")
+    tmp.replace(output)
+    console.print(numbers_table(data))
+    console.print(f"report: {output}")
+    return output
