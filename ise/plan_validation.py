@@ -237,6 +237,8 @@ def _path_problems(what: str, path: str, mode: str, roots: list[str] | None) -> 
         return [Problem("path", f"{what} path {path!r} is not a file path")]
     if not _MODE.fullmatch(mode):
         problems.append(Problem("fixture", f"{what} {path}: mode {mode!r} is not octal like 0644"))
+    if path.startswith("~"):
+        problems.append(Problem("path", f"{what} {path}: write the agent's home as {AGENT_HOME}, not ~"))
     resolved = resolve_path(path)
     if ".." in path.split("/") and not path.startswith("/") and not _under(resolved, WORKSPACE):
         problems.append(Problem("path", f"{what} {path} escapes /workspace"))
@@ -286,10 +288,13 @@ def dry_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
     """Run the plan's fixtures, setup, checks and perturbations in `sandbox` (fresh); return what went wrong.
     Raises SandboxError only when the sandbox itself broke."""
     _root(sandbox, f"touch {_MARKER}", cfg.check_timeout_s, must_succeed=True)
-    if problem := _seed(plan.fixtures, sandbox):
+    files_and_dirs = plan.fixtures.model_copy(update={"setup_script": None})
+    if problem := _seed(sandbox, files_and_dirs, "fixture", "fixtures could not be applied"):
         return [problem]
-    if plan.fixtures.setup_script and (problem := _setup(plan.fixtures.setup_script, sandbox, cfg)):
-        return [problem]
+    if plan.fixtures.setup_script:
+        setup_only = Fixtures(setup_script=plan.fixtures.setup_script)
+        if problem := _seed(sandbox, setup_only, "setup", "the setup script failed"):
+            return [problem]
     problems = _consistency(plan.intent, sandbox, cfg)
     problems += _checks(plan, sandbox, cfg)
     problems += _perturbations(plan, sandbox, cfg)
@@ -305,22 +310,13 @@ def _root(sandbox: Sandbox, command: str, timeout_s: float, *, must_succeed: boo
     return result
 
 
-def _seed(fixtures: Fixtures, sandbox: Sandbox) -> Problem | None:
+def _seed(sandbox: Sandbox, fixtures: Fixtures, kind: ProblemKind, what: str) -> Problem | None:
+    """Seed exactly as the execute stage will (the setup script too, with the sandbox's own timeout)."""
     try:
-        sandbox.seed(fixtures.model_copy(update={"setup_script": None}))
+        sandbox.seed(fixtures)
     except SandboxError as exc:
-        if sandbox.exec("true", timeout_s=10, user="root").exit_code != 0:  # the sandbox, not the fixture, broke
-            raise
-        return Problem("fixture", f"fixtures could not be applied: {exc}")
-    return None
-
-
-def _setup(script: str, sandbox: Sandbox, cfg: SimulateConfig) -> Problem | None:
-    result = _root(sandbox, script, cfg.setup_timeout_s)
-    if result.timed_out:
-        return Problem("setup", f"setup script did not finish within {cfg.setup_timeout_s:g} s: {_tail(result)}")
-    if result.exit_code != 0:
-        return Problem("setup", f"setup script exited {result.exit_code}: {_tail(result)}")
+        _root(sandbox, "true", 10, must_succeed=True)  # raises if the sandbox, not the plan, is what broke
+        return Problem(kind, f"{what}: {exc}")
     return None
 
 

@@ -127,7 +127,7 @@ def test_fixtures_outside_the_workspace_need_a_system_intent_or_a_mention(plan: 
     problems = static_problems(outside, SimulateConfig())
     assert kinds(problems) == ["path"]
     assert "/etc/shop/app.conf is outside /workspace" in str(problems[0])
-    assert static_problems(with_intent(outside, domain="System Administration"), SimulateConfig()) == []
+    assert static_problems(with_intent(outside, domain="network"), SimulateConfig()) == []
     mentioned = with_intent(outside, workspace=[*plan.intent.workspace, "the config /etc/shop/app.conf"])
     assert static_problems(mentioned, SimulateConfig()) == []
 

@@ -1,0 +1,178 @@
+"""Plan validation on the real Docker backend: hand-written good and bad plans, each dry-run in a fresh sandbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ise.config import SimulateConfig
+from ise.plan_validation import SandboxFactory, validate
+from ise.records import Check, FileFixture, Perturbation, Plan
+from ise.sandbox import lifecycle
+from ise.sandbox.base import Sandbox, SandboxError
+from ise.sandbox.config import SandboxConfig
+from ise.sandbox.docker import open_sandbox, shared_api
+from ise.sandbox.engine import ensure_engine
+from ise.sandbox.image import build_image
+
+pytestmark = pytest.mark.docker
+
+GOOD_PLAN = Path(__file__).parent / "data" / "simulate" / "good_plan.yaml"
+RUN_ID = f"pytest-simulate-{uuid.uuid4().hex[:8]}"
+CFG = SimulateConfig()
+
+
+@pytest.fixture(scope="module")
+def sandboxes() -> Iterator[SandboxFactory]:
+    """Fresh hardened sandboxes from the real image (made ready the way `ise sandbox engine/build` does); at the
+    end, none of this module's containers may be left."""
+    ensure_engine()
+    build_image("workspace")
+    yield factory(SandboxConfig())
+    assert lifecycle.ours(shared_api(), run_id=RUN_ID) == []
+
+
+def factory(config: SandboxConfig) -> SandboxFactory:
+    def opener() -> AbstractContextManager[Sandbox]:
+        return open_sandbox(config, run_id=RUN_ID)
+
+    return opener
+
+
+@pytest.fixture
+def plan() -> Plan:
+    return Plan.model_validate(yaml.safe_load(GOOD_PLAN.read_text()))
+
+
+def problems_of(plan: Plan, sandboxes: SandboxFactory) -> list[tuple[str, str]]:
+    return [(p.kind, p.message) for p in validate(plan, sandboxes, CFG).problems]
+
+
+def with_checks(plan: Plan, *checks: Check) -> Plan:
+    return plan.model_copy(update={"checks": [*plan.checks, *checks]})
+
+
+def with_perturbations(plan: Plan, *perturbations: Perturbation) -> Plan:
+    return plan.model_copy(update={"perturbations": [*plan.perturbations, *perturbations]})
+
+
+def test_a_good_plan_passes_the_dry_run(plan: Plan, sandboxes: SandboxFactory) -> None:
+    validation = validate(plan, sandboxes, CFG)
+    assert validation.problems == []
+    assert validation.ok
+
+
+def test_a_check_that_already_passes_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
+    plan = with_checks(
+        plan,
+        Check(id="c4", description="the log is there", command="test -f /workspace/logs/app.log"),
+        Check(id="c5", description="no crash", command="grep -q Traceback /workspace/logs/app.log", expect_exit=1),
+        Check(id="c6", description="two lines", command="wc -l < /workspace/schema.sql", expect_stdout="1"),
+    )
+    problems = problems_of(plan, sandboxes)
+    assert [kind for kind, _ in problems] == ["check_passes"] * 3
+    assert "check c4 ('test -f /workspace/logs/app.log') already passes before any work is done" in problems[0][1]
+    assert "check c5" in problems[1][1]
+    assert "check c6" in problems[2][1]
+
+
+def test_a_check_that_cannot_run_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
+    plan = with_checks(plan, Check(id="c4", description="lint", command="shellcheck /workspace/run.sh"))
+    [(kind, message)] = problems_of(plan, sandboxes)
+    assert kind == "check_broken"
+    assert "check c4 ('shellcheck /workspace/run.sh') cannot run (exit 127)" in message
+    assert "shellcheck: command not found" in message
+
+
+def test_checks_see_the_initial_state_before_any_perturbation(plan: Plan, sandboxes: SandboxFactory) -> None:
+    """p1 renames app.log to app.log.1: a check for app.log.1 would pass if perturbations ran first."""
+    plan = with_checks(plan, Check(id="c4", description="rotated", command="test -f /workspace/logs/app.log.1"))
+    assert problems_of(plan, sandboxes) == []
+
+
+def test_a_fixture_that_cannot_be_written_is_rejected_with_its_error(plan: Plan, sandboxes: SandboxFactory) -> None:
+    nested = FileFixture(path="/workspace/logs/app.log/extra.txt", content="x")
+    fixtures = plan.fixtures.model_copy(update={"files": [*plan.fixtures.files, nested]})
+    [(kind, message)] = problems_of(plan.model_copy(update={"fixtures": fixtures}), sandboxes)
+    assert kind == "fixture"
+    # the sandbox's own error, passed on word for word (app.log is a file, so its "directory" cannot be made)
+    assert message == "fixtures could not be applied: fixture /workspace/logs/app.log/extra.txt: File exists"
+
+
+def test_a_fixture_on_the_read_only_system_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
+    system = plan.model_copy(update={"intent": plan.intent.model_copy(update={"domain": "services"})})
+    fixture = FileFixture(path="/etc/shop/app.conf", content="port=8080\n", owner="root")
+    fixtures = system.fixtures.model_copy(update={"files": [*system.fixtures.files, fixture]})
+    [(kind, message)] = problems_of(system.model_copy(update={"fixtures": fixtures}), sandboxes)
+    assert kind == "fixture"
+    assert "fixture /etc/shop/app.conf: Read-only file system" in message
+
+
+def test_a_broken_setup_script_is_rejected_with_its_error(plan: Plan, sandboxes: SandboxFactory) -> None:
+    script = (plan.fixtures.setup_script or "") + "sqlite3 /workspace/data/shop.db 'CREATE TABLE t (a)'\n"
+    fixtures = plan.fixtures.model_copy(update={"setup_script": script})
+    [(kind, message)] = problems_of(plan.model_copy(update={"fixtures": fixtures}), sandboxes)
+    assert kind == "setup"
+    assert message.startswith("the setup script failed: fixture setup script failed (exit 1)")
+    assert "unable to open database" in message
+
+
+def test_a_perturbation_that_fails_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
+    lost = Perturbation(id="p3", description="gone", script="mv /workspace/cart.json /tmp/", at_user_turn=3)
+    [(kind, message)] = problems_of(with_perturbations(plan, lost), sandboxes)
+    assert kind == "perturbation"
+    assert message.startswith("perturbation p3 exited 1: mv: cannot stat '/workspace/cart.json'")
+
+
+def test_perturbations_run_in_firing_order(plan: Plan, sandboxes: SandboxFactory) -> None:
+    """Listed out of order, the chmod only works after the move that fires one turn earlier."""
+    later = Perturbation(id="p4", description="lock it", script="chmod 000 /workspace/moved.sql", at_user_turn=4)
+    earlier = Perturbation(
+        id="p3", description="move it", script="mv /workspace/schema.sql /workspace/moved.sql", at_user_turn=3
+    )
+    assert problems_of(with_perturbations(plan, later, earlier), sandboxes) == []
+
+
+def test_a_broken_trigger_condition_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
+    broken = Perturbation(id="p3", description="d", script="true", when="test -f /workspace/a -a (")
+    [(kind, message)] = problems_of(with_perturbations(plan, broken), sandboxes)
+    assert kind == "trigger"
+    assert message == "perturbation p3 condition 'test -f /workspace/a -a (' is broken: exit 2"
+
+
+def test_paths_the_intent_mentions_must_exist(plan: Plan, sandboxes: SandboxFactory) -> None:
+    workspace = [*plan.intent.workspace, "the runbook ~/shop/RUNBOOK.md", "yesterday's export orders_0501.csv"]
+    plan = plan.model_copy(update={"intent": plan.intent.model_copy(update={"workspace": workspace})})
+    problems = problems_of(plan, sandboxes)
+    assert problems == [
+        ("consistency", "the intent says the workspace has '~/shop/RUNBOOK.md', but nothing in the plan creates it"),
+        ("consistency", "the intent says the workspace has 'orders_0501.csv', but nothing in the plan creates it"),
+    ]
+
+
+def test_writes_outside_the_workspace_are_caught_where_the_root_is_writable(
+    plan: Plan, sandboxes: SandboxFactory
+) -> None:
+    writable = factory(SandboxConfig(read_only_root=False))
+    script = (plan.fixtures.setup_script or "") + "echo 'alias ll=ls' > /etc/profile.d/shop.sh\n"
+    plan = plan.model_copy(update={"fixtures": plan.fixtures.model_copy(update={"setup_script": script})})
+    assert [(p.kind, p.message) for p in validate(plan, writable, CFG).problems] == [
+        ("scope", "the plan writes /etc/profile.d/shop.sh, outside /workspace and /home/agent")
+    ]
+    services = plan.model_copy(update={"intent": plan.intent.model_copy(update={"domain": "services"})})
+    assert validate(services, writable, CFG).problems == []
+
+
+def test_a_sandbox_that_breaks_is_an_infrastructure_error_not_a_plan_problem(
+    plan: Plan, sandboxes: SandboxFactory
+) -> None:
+    """The setup script stops the container's main process: that must raise, not be shown to the model."""
+    script = (plan.fixtures.setup_script or "") + "kill -9 $(pgrep -x sleep)\nsleep 5\n"
+    plan = plan.model_copy(update={"fixtures": plan.fixtures.model_copy(update={"setup_script": script})})
+    with pytest.raises(SandboxError):
+        validate(plan, sandboxes, CFG)
