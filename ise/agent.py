@@ -283,6 +283,23 @@ class ToolBox:
         return f"{kept}\n[truncated: showing {self.output_limit} of {len(data)} bytes]"
 
 
+def _exec_fields(result: ExecResult | None, *, elapsed: float) -> dict[str, Any]:
+    """The command's record for a Step; for tools that are not commands, just how long the step took."""
+    if result is None:
+        return {"duration_s": round(elapsed, 4)}
+    return {
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "exit_code": result.exit_code,
+        "duration_s": round(result.duration_s, 4),
+        "timed_out": result.timed_out,
+        "truncated": result.truncated,
+        "output_bytes": result.output_bytes,
+        "cwd": result.cwd,
+        "session_reset": result.session_reset,
+    }
+
+
 def _refused(message: str) -> ToolOutcome:
     return ToolOutcome(status="error", result=f"error: {message}", error=message)
 
@@ -295,6 +312,8 @@ def format_exec(result: ExecResult, timeout_s: float) -> str:
         parts.append(f"[output truncated: {result.output_bytes} bytes in all]")
     if result.timed_out:
         parts.append(f"[timed out after {timeout_s:g}s; the command was killed]")
+    if result.session_reset:
+        parts.append("[the shell session was restarted: working directory and variables are reset]")
     parts.append(f"[exit code {result.exit_code}]")
     return "\n".join(parts)
 
@@ -391,7 +410,6 @@ class Agent:
                 "unknown_tool" if spec is None else "bad_arguments" if "bad arguments" in outcome.error else "file_tool"
             )
             ctx.model_errors.append(ErrorEvent(kind=kind, message=outcome.error, turn=ctx.turn, step=index))
-        result = outcome.exec
         return Step(
             index=index,
             turn=ctx.turn,
@@ -401,20 +419,13 @@ class Agent:
             arguments=call.arguments,
             status=outcome.status,
             result=outcome.result,
-            stdout=result.stdout if result else "",
-            stderr=result.stderr if result else "",
-            exit_code=result.exit_code if result else None,
-            duration_s=round(result.duration_s if result else time.monotonic() - started, 4),
-            timed_out=result.timed_out if result else False,
-            truncated=result.truncated if result else False,
-            output_bytes=result.output_bytes if result else 0,
-            cwd=result.cwd if result else None,
             error=outcome.error,
             changes=ctx.toolbox.changes_since_last() if call.name in WRITING_TOOLS else [],
             llm_mode=completion.mode,
             llm_latency_s=round(completion.latency_s, 4),
             sub_steps=sub_steps,
             sub_messages=sub_messages,
+            **_exec_fields(outcome.exec, elapsed=time.monotonic() - started),
         )
 
     def _delegate(self, task: str, sub_messages: list[Message], sub_steps: list[Step]) -> ToolOutcome:

@@ -299,6 +299,9 @@ class Step(Record):
     output_bytes: int = 0
     cwd: str | None = None
     """Working directory of the persistent shell after the step."""
+    session_reset: bool = False
+    """The persistent shell had to be restarted (e.g. a command that could not be stopped): cwd and variables
+    were reset, and the model was told so."""
     error: str | None = None
     """Why the call was refused (status "error"), as shown to the model."""
     changes: list[WorkspaceChange] = Field(default_factory=list)
