@@ -545,7 +545,9 @@ def open_sandbox(config: SandboxConfig, *, run_id: str, pool: SandboxPool | None
 
 
 def require_image(config: SandboxConfig) -> str:
-    """Make sure the configured image exists (building ise's own images when missing or stale); its id."""
+    """Make sure the configured image exists (building ise's own images when missing or stale); its id.
+    Call it from the main thread before starting workers: it also installs the clean-up signal handlers."""
+    lifecycle.install_handlers()
     return ensure_image(config.image)
 
 
@@ -560,6 +562,7 @@ class SandboxPool:
         self.config = config
         self.run_id = run_id
         self.size = config.pool_size if size is None else size
+        lifecycle.install_handlers()
         self._ready: queue.Queue[DockerSandbox] = queue.Queue()
         self._wanted = threading.Semaphore(self.size)
         self._closed = threading.Event()

@@ -66,7 +66,8 @@ def labels(run_id: str) -> dict[str, str]:
 class _Live:
     lock: threading.Lock = field(default_factory=threading.Lock)
     closers: dict[str, Callable[[], None]] = field(default_factory=dict)
-    handlers_installed: bool = False
+    atexit_registered: bool = False
+    signals_installed: bool = False
     reaped: bool = False
 
 
@@ -76,11 +77,23 @@ _live = _Live()
 def register(container_id: str, close: Callable[[], None]) -> None:
     with _live.lock:
         _live.closers[container_id] = close
-        install = not _live.handlers_installed
-        _live.handlers_installed = True
-    if install:
+    install_handlers()
+
+
+def install_handlers() -> None:
+    """Register the atexit clean-up and chain SIGINT/SIGTERM handlers, once per process. Signal handlers can only
+    be set from the main thread: stages call this (through require_image) before they start worker threads."""
+    with _live.lock:
+        first_atexit = not _live.atexit_registered
+        _live.atexit_registered = True
+        in_main = threading.current_thread() is threading.main_thread()
+        first_signals = in_main and not _live.signals_installed
+        _live.signals_installed = _live.signals_installed or in_main
+    if first_atexit:
         atexit.register(close_all)
-        _install_signal_handlers()
+    if first_signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _chained(signum, signal.getsignal(signum)))
 
 
 def unregister(container_id: str) -> None:
@@ -113,14 +126,6 @@ def close_all() -> None:
 def _quietly(close: Callable[[], None]) -> None:
     with contextlib.suppress(Exception):
         close()
-
-
-def _install_signal_handlers() -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return  # Python only lets the main thread set handlers; atexit and the reaper still cover this process
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous = signal.getsignal(signum)
-        signal.signal(signum, _chained(signum, previous))
 
 
 def _chained(signum: int, previous: Any) -> Callable[[int, FrameType | None], None]:

@@ -86,9 +86,12 @@ def test_ttl_is_a_dead_man_switch(docker_ready: None) -> None:
 
 _LEAVE_OPEN = """
 import os, signal, sys, time
+from concurrent.futures import ThreadPoolExecutor
 from ise.sandbox.config import SandboxConfig
-from ise.sandbox.docker import DockerSandbox
-boxes = [DockerSandbox(SandboxConfig(), run_id=sys.argv[1]) for _ in range(2)]
+from ise.sandbox.docker import DockerSandbox, require_image
+require_image(SandboxConfig())  # what stages do first, in the main thread
+with ThreadPoolExecutor(2) as workers:  # sandboxes opened by worker threads, as stages do
+    boxes = list(workers.map(lambda _: DockerSandbox(SandboxConfig(), run_id=sys.argv[1]), range(2)))
 boxes[0].run("sleep 1000 &")
 print("open", flush=True)
 if sys.argv[2] == "exit":
