@@ -295,14 +295,15 @@ class Channel:
 
     def _frames(self, timeout: float) -> list[tuple[int, bytes]]:
         """Whatever complete frames arrive within `timeout` (docker multiplexes stdout/stderr into framed chunks)."""
-        assert self._sock is not None
         frames: list[tuple[int, bytes]] = []
-        ready, _, _ = select.select([self._sock], [], [], timeout)
-        if not ready:
-            return frames
+        sock = self._sock
         try:
-            data = self._sock.recv(_CHUNK)
-        except OSError:
+            if sock is None:  # closed by another thread (the sandbox is being closed)
+                raise OSError("closed")
+            if not select.select([sock], [], [], timeout)[0]:
+                return frames
+            data = sock.recv(_CHUNK)
+        except (OSError, ValueError):
             data = b""
         if not data:
             self._eof = True

@@ -365,6 +365,27 @@ def test_paused_container_gives_sandbox_error_in_bounded_time(open_box: OpenSand
             shared_api().unpause(box.container_id)
 
 
+def test_closing_a_sandbox_under_a_running_command_ends_the_call(open_box: OpenSandbox) -> None:
+    with open_box() as box:
+        box.run("true")
+        outcome: list[object] = []
+
+        def long_command() -> None:
+            try:
+                outcome.append(box.run("sleep 30"))
+            except SandboxError as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=long_command)
+        worker.start()
+        time.sleep(0.5)
+        box.close()
+        worker.join(timeout=15)
+        assert not worker.is_alive()
+        assert isinstance(outcome[0], SandboxError)
+        assert "closed" in str(outcome[0])
+
+
 def test_missing_image_is_a_clear_error(docker_ready: None) -> None:
     with (
         pytest.raises(SandboxError, match="ise-no-such-image"),
