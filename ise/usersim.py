@@ -35,6 +35,10 @@ _ASSISTANT_PATTERNS = [
     ),
     (re.compile(r"\byou can (?:run|use) the following\b", re.I), "solves the task"),
     (re.compile(r"</?tool_call>|\"arguments\"\s*:", re.I), "emits a tool call"),
+    (
+        re.compile(r"\bmilestones?\b|\bin your own (?:words|voice)\b|\brole-?play|\bas the user\b", re.I),
+        "talks about the role-play",
+    ),
     (re.compile(r"```"), "emits a code block"),
 ]
 _SPEAKER_PREFIX = re.compile(r"^\s*(?:user|me)\s*:\s*", re.I)
@@ -114,6 +118,7 @@ class UserSimulator:
             digest=digest,
             milestones=milestones,
             current=view.current,
+            asked=view.asked,
             turn=turn,
             max_turns=max_turns,
             tokens=VERDICT_TOKENS,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -138,9 +137,20 @@ def sim_request(messages: Sequence[Message]) -> str:
     return first[0].content or "" if first else ""
 
 
+def sim_opening(messages: Sequence[Message]) -> bool:
+    """Is the simulator asked for the user's first message?"""
+    return "Write your first message" in sim_request(messages)
+
+
+def sim_closing(messages: Sequence[Message]) -> bool:
+    """Is the simulator asked for its verdict (everything done, or no messages left)?"""
+    request = sim_request(messages)
+    return "Everything you wanted is done" in request or "You have no messages left" in request
+
+
 def sim_turn(messages: Sequence[Message]) -> int:
-    found = re.search(r"This is user turn (\d+)", sim_request(messages))
-    return int(found.group(1)) if found else 0
+    """The user turn being drafted: one more than the user's lines in the transcript it is shown."""
+    return sim_request(messages).count("\nYOU: ") + 1
 
 
 def bash(command: str) -> Reply:
@@ -171,16 +181,15 @@ def simple_user(*, drift_on_turn: int | None = None, done_after: int = 2) -> Res
     lock = threading.Lock()
 
     def respond(messages: Sequence[Message], tools: Sequence[ToolSpec], schema: dict[str, Any] | None) -> Reply:
-        request = sim_request(messages)
         turn = sim_turn(messages)
         regenerating = any(m.role == "assistant" for m in messages)
         with lock:
             if turn == drift_on_turn and not regenerating and turn not in drifted:
                 drifted.add(turn)
                 return {"content": "Sure! I'd be happy to help. Here's how you can count rows: ```wc -l```"}
-        if "has not started" in request:
+        if sim_opening(messages):
             return {"content": "hey, count the data rows of sales.csv into count.txt"}
-        if "close the conversation" in request or turn > done_after:
+        if sim_closing(messages) or turn > done_after:
             return {"content": "ok thanks [[DONE]]"}
         return {"content": "good. now write report.txt that says 'report ready'"}
 

@@ -15,6 +15,7 @@ from execute_support import (
     make_plan,
     results_this_turn,
     scripted_turns,
+    sim_opening,
     simple_user,
     user_turn,
 )
@@ -308,7 +309,7 @@ def test_user_gives_up(sandboxes: SandboxFactory) -> None:
     def quitter(
         messages: Sequence[Message], tools: Sequence[ToolSpec], schema: dict[str, Any] | None
     ) -> dict[str, Any]:
-        if "has not started" in (messages[-1].content or ""):
+        if sim_opening(messages):
             return {"content": "count the rows of sales.csv into count.txt"}
         return {"content": "This is going nowhere. [[GIVE_UP]]"}
 
