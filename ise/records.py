@@ -217,8 +217,21 @@ class Plan(Record):
 
 
 # --- stage 3: execution traces ----------------------------------------------------------------------------------
-# One Trace per plan, one JSONL line each. This is the contract the export stage reads: fields are only ever
-# added (with defaults), never renamed or repurposed, and TRACE_SCHEMA_VERSION goes up when anything changes.
+# One Trace per plan, one JSONL line each, written by `ise execute`. This is the contract the export stage reads:
+# fields are only ever added (with defaults), never renamed or repurposed, and TRACE_SCHEMA_VERSION goes up when
+# anything changes.
+#
+# Reading a trace:
+# - `messages` + `tools` are the SFT example as is (OpenAI chat shape; tool-call arguments are dicts here, JSON
+#   strings on the wire). Every tool call has exactly one tool message, right after its assistant message. The
+#   user simulator's closing verdict is not in `messages` (see `user.final_message`), so a finished episode ends
+#   on the agent's answer; an episode cut by a budget may end on tool results.
+# - `steps[i]` is what really ran for one tool call (join on tool_call_id; `message_index` points at the assistant
+#   message). Delegated work nests: a delegate step holds its sub-agent's steps and its own conversation.
+# - Outcome: `outcome.passed` (all checks passed at the end) is the ground truth; `termination` says why it
+#   ended; `user.verdict` is the simulator's opinion, kept apart. Traces with termination infra_error broke for
+#   reasons outside the agent (sandbox, endpoint): they have no checks and belong in no training set.
+# - `failures` link what went wrong to what overcame it (see ise/recovery.py); `recoveries` counts the linked ones.
 
 TRACE_SCHEMA_VERSION = 1
 
@@ -438,6 +451,8 @@ class TraceEnv(Record):
 
 
 class Trace(Record):
+    """One executed trajectory: the conversation, what every tool call really did, and how it ended."""
+
     schema_version: int = TRACE_SCHEMA_VERSION
     id: str
     """The plan's id (= the intent's id)."""
