@@ -50,6 +50,7 @@ while [[ $p -gt 1 ]]; do
   IFS= read -r line < /proc/$p/stat || break
   rest=${line##*) }; set -f; set -- $rest; set +f; p=$2
 done
+total=0
 for pass in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
   IFS=' ' read -r up _ < /proc/uptime; now=${up/./}; now=$((10#$now)); hit=0
   for d in /proc/[0-9]*; do
@@ -58,10 +59,11 @@ for pass in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
     IFS= read -r line < $d/stat 2>/dev/null || continue
     rest=${line##*) }; set -f; set -- $rest; set +f
     (( now - ${20} <= age )) || continue
-    kill -$sig $q 2>/dev/null && hit=1
+    kill -$sig $q 2>/dev/null && hit=1 && total=$((total + 1))
   done
   [[ $hit == 1 && $sig == KILL ]] || break
 done
+echo $total
 """
 
 _client_lock = threading.Lock()
@@ -378,8 +380,9 @@ class DockerSandbox:
             cwd=reply.cwd if reply.done and reply.cwd else cwd,
         )
 
-    def _sweep(self, user: str, started: float, signal: str, *, spare: tuple[int, ...] = ()) -> None:
-        """Signal every process of `user` younger than the command that started at `started` (host clock)."""
+    def _sweep(self, user: str, started: float, signal: str, *, spare: tuple[int, ...] = ()) -> int:
+        """Signal every process of `user` younger than the command that started at `started` (host clock); how
+        many were signalled."""
         # /proc start times and uptime are in 10 ms ticks and both truncated; 0.25 s of slack absorbs that (at the
         # cost of also hitting a process the previous command started in its last quarter second).
         age = int((time.monotonic() - started + SWEEP_SLACK_S) * 100) + 1
@@ -390,12 +393,13 @@ class DockerSandbox:
         for attempt in range(10):  # under a fork bomb even this exec may find no free pid at first
             try:
                 created = self._api.exec_create(self.container_id, ["bash", "-c", script], user=who)
-                self._api.exec_start(created["Id"])
-                return
+                output = self._api.exec_start(created["Id"]).decode(errors="replace").split()
+                return int(output[-1]) if output and output[-1].isdigit() else 0
             except Exception:
                 if self._closed or not self.alive():
                     raise self._broken("cannot stop the command") from None
                 time.sleep(0.1 * (attempt + 1))
+        return 0
 
     # --- persistent session ------------------------------------------------------------------------------------
 
@@ -427,13 +431,13 @@ class DockerSandbox:
         finished = shell.wait(reply, started + timeout, stop_bytes=self.stop)
         timed_out = not finished and not reply.flooded
         killed = False
-        if timed_out:
-            self._sweep("agent", started, "TERM", spare=(shell.pid,))
+        if timed_out and self._sweep("agent", started, "TERM", spare=(shell.pid,)):
             finished = shell.wait(reply, time.monotonic() + self.config.kill_grace_s)
         if not finished:
-            self._sweep("agent", started, "KILL", spare=(shell.pid,))
             killed = True
-            finished = shell.wait(reply, time.monotonic() + 1.0)
+            if self._sweep("agent", started, "KILL", spare=(shell.pid,)):
+                finished = shell.wait(reply, time.monotonic() + 1.0)
+            # Nothing to signal: the shell itself is busy (a builtin loop); wait no longer for it.
         if not finished:
             self._kill_pid(shell.pid)
             shell.wait(reply, time.monotonic() + 2.0)

@@ -253,7 +253,7 @@ def test_symlink_swap_race_never_escapes(open_box: OpenSandbox) -> None:
         racer.start()
         reads, refusals = [], 0
         try:
-            for _ in range(30):
+            for _ in range(20):
                 for call in (
                     lambda: reads.append(box.read_file("swap/secret.txt")),
                     lambda: box.write_file("swap/planted.txt", "x"),
