@@ -16,6 +16,7 @@ File tools, snapshots and fixture seeding are small stdlib Python programs run i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import queue
 import re
@@ -165,7 +166,7 @@ class DockerSandbox:
             host_config=self._host_config(),
         )
         container_id: str = created["Id"]
-        lifecycle.register(container_id, self._remove)
+        lifecycle.register(container_id, functools.partial(self._remove, container_id))
         try:
             _call("cannot start the sandbox container", self._api.start, container_id)
         except SandboxError:
