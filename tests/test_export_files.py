@@ -322,8 +322,9 @@ def test_trace_round_trips_through_the_factory_file(tmp_path: Path) -> None:
     assert Trace.model_validate_json(_lines(tmp_path / "t.jsonl")[0]) == trace
 
 
-def test_parallel_and_serial_exports_are_identical(tmp_path: Path) -> None:
-    """Enough lines for several reading chunks, so the forked workers really run."""
+def test_parallel_and_serial_exports_are_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spans small enough that the input makes many worker jobs, so the forked workers really run."""
+    monkeypatch.setattr(export_module, "SPAN_BYTES", 64 << 10)
     traces = [make_trace(f"t{i:04d}", passed=i % 4 != 0, domain=("a", "b", "c")[i % 3]) for i in range(450)]
     write_traces(tmp_path / "traces.jsonl", traces)
     export(tmp_path / "traces.jsonl", tmp_path / "serial", _cfg(), processes=1)
@@ -332,7 +333,20 @@ def test_parallel_and_serial_exports_are_identical(tmp_path: Path) -> None:
     assert sum(json.loads((tmp_path / "parallel" / "export.json").read_text())["rows"].values()) == 337
 
 
-def test_bad_line_deep_in_a_parallel_read_is_named(tmp_path: Path) -> None:
+def test_spans_cover_every_line_once(tmp_path: Path) -> None:
+    path = tmp_path / "lines.jsonl"
+    lines = [f'{{"n": {i}, "pad": "{"x" * (i * 37 % 500)}"}}' for i in range(2000)]
+    lines[700] = ""
+    lines[1500] = '{"long": "' + "y" * 300_000 + '"}'
+    path.write_text("\n".join(lines))  # no newline at the end
+    spans = list(export_module.file_spans(path, size=4096))
+    assert len(spans) > 100
+    read = [(lineno, raw.decode()) for span in spans for lineno, raw in export_module.read_span(span)]
+    assert read == [(i + 1, line) for i, line in enumerate(lines) if line]
+
+
+def test_bad_line_deep_in_a_parallel_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_module, "SPAN_BYTES", 64 << 10)
     path = tmp_path / "traces.jsonl"
     write_traces(path, [make_trace(f"t{i:04d}") for i in range(450)])
     lines = path.read_text().splitlines()

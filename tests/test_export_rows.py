@@ -36,7 +36,9 @@ def test_canonical_row_is_openai_chat_format(row: dict[str, Any]) -> None:
         "type": "function",
         "function": {
             "name": "write_file",
-            "arguments": json.dumps({"path": "/workspace/app.ini", "content": "[app]\nport=8080\n"}),
+            "arguments": json.dumps(
+                {"path": "/workspace/app.ini", "content": "[app]\nport=8080\n"}, separators=(",", ":")
+            ),
         },
     }
     assert messages[3] == {"role": "tool", "content": "main.py\nrequirements.txt\n", "tool_call_id": "c1"}

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 from rich.console import Console
 
 from ise.config import Config, ExportConfig
@@ -159,7 +160,7 @@ class Judged:
     messages: int = 0
     tokens: int = 0
     """Approximate (see approx_tokens) until a limit asks for a real count."""
-    lines: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, bytes] = field(default_factory=dict)
     """Format -> JSON line; "openai" (the canonical row) is always there."""
     dropped_texts: int = 0
     """Assistant texts the ShareGPT line could not hold."""
@@ -172,7 +173,7 @@ class Judged:
         return self.filtered is None and not self.problems
 
     def row(self) -> Row:
-        return dict(json.loads(self.lines["openai"]))
+        return dict(from_json(self.lines["openai"]))
 
 
 Candidate = Judged
@@ -223,8 +224,8 @@ class ExportSummary:
 
 def read_traces(path: Path) -> Iterator[tuple[int, Trace]]:
     """Yield (line number, Trace); any bad line stops with one error naming it."""
-    for chunk in _line_chunks(path):
-        for lineno, raw in chunk:
+    for span in file_spans(path):
+        for lineno, raw in read_span(span):
             yield lineno, parse_trace(path, lineno, raw)
 
 
@@ -248,24 +249,46 @@ def parse_trace(path: Path, lineno: int, raw: bytes) -> Trace:
     raise InputError(f"{path}:{lineno}: not a Trace (schema v{TRACE_SCHEMA_VERSION}): {where}: {first['msg']}")
 
 
-def _line_chunks(path: Path, max_lines: int = 200, max_bytes: int = 8 << 20) -> Iterator[list[tuple[int, bytes]]]:
+Span = tuple[Path, int, int, int]
+"""(file, byte offset, byte length, number of its first line): a run of whole lines a worker reads itself, so
+the input never travels through a pipe."""
+
+
+SPAN_BYTES = 4 << 20
+"""Input read per worker job: big enough to amortise the hand-off, small enough to keep both cores busy."""
+
+
+def file_spans(path: Path, size: int | None = None) -> Iterator[Span]:
+    """Cut a file into spans of whole lines of about `size` bytes (a longer line makes a longer span)."""
+    size = size or SPAN_BYTES
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    chunk: list[tuple[int, bytes]] = []
-    size = 0
+    offset, lineno = 0, 1
     with handle:
-        for lineno, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            chunk.append((lineno, raw))
-            size += len(raw)
-            if len(chunk) >= max_lines or size >= max_bytes:
-                yield chunk
-                chunk, size = [], 0
-    if chunk:
-        yield chunk
+        while block := handle.read(size):
+            while not block.endswith(b"\n") and (more := handle.read(size)):
+                cut = more.find(b"\n")
+                if cut >= 0:
+                    handle.seek(cut + 1 - len(more), 1)
+                    block += more[: cut + 1]
+                    break
+                block += more
+            yield path, offset, len(block), lineno
+            offset += len(block)
+            lineno += block.count(b"\n")
+
+
+def read_span(span: Span) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a span with their line numbers."""
+    path, offset, length, first = span
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read(length)
+    for lineno, raw in enumerate(data.split(b"\n"), start=first):
+        if raw.strip():
+            yield lineno, raw
 
 
 # --- selection -----------------------------------------------------------------------------------------------
@@ -311,13 +334,14 @@ def canonical_row(trace: Trace) -> Row:
     }
 
 
-def judge_lines(job: tuple[Path, ExportConfig, list[tuple[int, bytes]]]) -> tuple[list[Judged], Any]:
-    """Parse, filter and validate a chunk of input lines and render the kept ones in every format (runs in a
+def judge_lines(job: tuple[Span, ExportConfig]) -> tuple[list[Judged], Any]:
+    """Parse, filter and validate a span of input lines and render the kept ones in every format (runs in a
     worker process). Returns the verdicts and, if Parquet is wanted, an Arrow table of the kept rows."""
-    path, cfg, lines = job
+    span, cfg = job
+    path = span[0]
     judged: list[Judged] = []
     rows: list[Row] = []
-    for lineno, raw in lines:
+    for lineno, raw in read_span(span):
         trace = parse_trace(path, lineno, raw)
         env = trace.env
         models = tuple((usage.role, usage.model) for usage in trace.usage)
@@ -426,7 +450,7 @@ def _select(
     tables: list[Any] = []
     seen: dict[str, int] = {}
     provenance = _Provenance()
-    jobs = ((traces_path, cfg, chunk) for chunk in _line_chunks(traces_path))
+    jobs = ((span, cfg) for span in file_spans(traces_path))
     for chunk, table in ordered_map(judge_lines, jobs, processes):
         if table is not None:
             tables.append(table)

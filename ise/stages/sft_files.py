@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import multiprocessing
 import os
 import shutil
@@ -19,7 +18,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ise.stages.sft_rows import Row, sharegpt_row, trl_messages
+from pydantic_core import from_json, to_json
+
+from ise.stages.sft_rows import Row, json_text, sharegpt_row, trl_messages
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -30,14 +31,22 @@ JSONL_FORMATS = ("openai", "trl", "sharegpt")
 # --- JSONL formats -------------------------------------------------------------------------------------------
 
 
-def dumps(obj: Any) -> str:
-    # ensure_ascii keeps CPython's fastest encoder path; every JSON reader turns \u escapes back into text.
-    return json.dumps(obj, separators=(",", ":"))
+LINE_SEPARATORS = ((b"\xe2\x80\xa8", b"\\u2028"), (b"\xe2\x80\xa9", b"\\u2029"))
 
 
-def jsonl_lines(row: Row, formats: Iterable[str]) -> tuple[dict[str, str], int]:
-    """One line of text per selected JSONL format (the canonical one always), and how many assistant texts the
-    ShareGPT line could not hold (see sharegpt_row)."""
+def dumps(obj: Any) -> bytes:
+    """One JSONL line (UTF-8, no newline) by pydantic's Rust encoder, several times faster than the json module.
+    U+2028/U+2029 are escaped: legal in JSON, but some line splitters (str.splitlines, JavaScript) break on them."""
+    data = to_json(obj)
+    for raw, escaped in LINE_SEPARATORS:
+        if raw in data:
+            data = data.replace(raw, escaped)
+    return data
+
+
+def jsonl_lines(row: Row, formats: Iterable[str]) -> tuple[dict[str, bytes], int]:
+    """One line per selected JSONL format (the canonical one always), and how many assistant texts the ShareGPT
+    line could not hold (see sharegpt_row)."""
     lines = {"openai": dumps(row)}
     dropped = 0
     if "trl" in formats:
@@ -48,10 +57,10 @@ def jsonl_lines(row: Row, formats: Iterable[str]) -> tuple[dict[str, str], int]:
     return lines, dropped
 
 
-def write_lines(path: Path, lines: Iterable[str]) -> None:
+def write_lines(path: Path, lines: Iterable[bytes]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        handle.writelines(line + "\n" for line in lines)
+    with path.open("wb") as handle:
+        handle.writelines(line + b"\n" for line in lines)
 
 
 def write_jsonl(path: Path, rows: Iterable[Row]) -> None:
@@ -117,7 +126,7 @@ def write_parquet(path: Path, parts: Sequence[tuple[Any, list[int]]]) -> None:
 
 def _with_string_parameters(row: Row) -> Row:
     tools = [
-        {**tool, "function": {**tool["function"], "parameters": dumps(tool["function"]["parameters"])}}
+        {**tool, "function": {**tool["function"], "parameters": json_text(tool["function"]["parameters"])}}
         for tool in row["tools"]
     ]
     return {**row, "tools": tools}
@@ -135,7 +144,7 @@ def canonical_from_arrow(row: Row) -> Row:
 
 
 def _loads_if_str(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    return from_json(value) if isinstance(value, str) else value
 
 
 # --- folders and processes -----------------------------------------------------------------------------------
