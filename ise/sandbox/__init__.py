@@ -1,0 +1,11 @@
+"""Isolated OS workspaces for trajectories.
+
+- base.py: the Sandbox protocol and its records (the seam the stages code against; read its docstring).
+- config.py: SandboxConfig, every hardening option and limit.
+- docker.py: the Docker backend, `open_sandbox`, `require_image`, `SandboxPool`.
+- channel.py: the driver shells that carry commands over one `docker exec` socket each.
+- lifecycle.py: labels, clean-up on exit and signals, the orphan reaper.
+- engine.py / image.py: making sure an engine answers and the images exist (offline bootstrap included).
+- conformance.py: the checks every backend must pass (`ise sandbox check`).
+- incontainer/: stdlib Python programs run inside the sandbox (file tools, snapshot, seeding).
+"""

@@ -113,6 +113,8 @@ def file_tools_round_trip(box: Sandbox) -> None:
     _expect(box.read_file("/workspace/notes/today.txt") == "alpha\nbeta\n", "write then read")
     box.edit_file("notes/today.txt", "beta", "gamma")
     _expect(box.read_file("notes/today.txt") == "alpha\ngamma\n", "edit replaces exactly once")
+    box.write_file("~/home-note.txt", "in the home")
+    _expect(box.exec("cat /home/agent/home-note.txt").stdout == "in the home", "~ is the agent's home")
     entries = box.list_dir("notes")
     _expect([(e.path, e.kind, e.size) for e in entries] == [("/workspace/notes/today.txt", "file", 12)], "list")
     owner = box.exec("stat -c %U notes/today.txt").stdout.strip()

@@ -106,7 +106,10 @@ def resolve(request: dict[str, Any], opener: Any, *, create: bool = False) -> An
     shown, roots = request["path"], request["roots"]
     if not shown:
         raise Refused("empty path")
-    parts = logical(shown, roots[0])
+    path, home = shown, os.environ.get("HOME", "")
+    if home and (path == "~" or path.startswith("~/")):
+        path = home + path[1:]
+    parts = logical(path, roots[0])
     for _ in range(MAX_HOPS):
         try:
             fd, name, parent = walk(parts, roots, shown, create=create)
