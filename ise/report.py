@@ -125,7 +125,9 @@ def key_numbers(data: RunData) -> list[tuple[str, str]]:
         numbers.append(("distinct-1 / -2 / -3", " / ".join(f"{distinct.get(n, 0):.3f}" for n in ("1", "2", "3"))))
     if data.export is not None:
         rows = data.export.get("rows", {})
+        filtered = sum(data.export.get("filtered", {}).values())
         numbers.append(("SFT rows (train / validation)", f"{rows.get('train', 0)} / {rows.get('validation', 0)}"))
+        numbers.append(("left out by export filters / rejected", f"{filtered} / {data.export.get('rejected', 0)}"))
     return numbers
 
 
@@ -183,6 +185,7 @@ def charts(data: RunData) -> list[tuple[str, str]]:
     if data.intents:
         out.append(("Coverage", bar_chart("complexity mix", _counted([i.complexity for i in data.intents], LEVELS))))
         out.append(("Coverage", bar_chart("domain mix", _counted([i.domain for i in data.intents]))))
+    out += [("Diversity", chart) for chart in diversity_charts(data.stats or {})]
     traces = data.traces or []
     if not traces:
         return out
@@ -202,6 +205,18 @@ def charts(data: RunData) -> list[tuple[str, str]]:
         ("Cost", _time_split_chart(traces)),
     ]
     return out
+
+
+def diversity_charts(stats: dict[str, Any]) -> list[str]:
+    """distinct-n of the requests (share of unique n-grams) and the Vendi score against the pool size."""
+    charts = []
+    if "distinct" in stats:
+        items = [(f"distinct-{n}", float(stats["distinct"][n])) for n in sorted(stats["distinct"])]
+        charts.append(bar_chart("distinct-n of the requests (unique / all n-grams)", items))
+    if "vendi" in stats and "kept" in stats:
+        items = [("intents kept", float(stats["kept"])), ("Vendi score", float(stats["vendi"]))]
+        charts.append(bar_chart("Vendi score: effective number of distinct intents", items))
+    return charts
 
 
 def _recovery_chart(traces: Sequence[Trace]) -> str:

@@ -83,6 +83,8 @@ def test_report_page_holds_the_plots_and_numbers(run_dir: Path) -> None:
         "user simulator: role drift",
         "duration per trajectory",
         "tokens per trajectory",
+        "distinct-n of the requests (unique / all n-grams)",
+        "Vendi score: effective number of distinct intents",
     ]:
         assert f'aria-label="{title}"' in page, title
     # The heatmap cell of web x complex holds 2 of 2 sampled intents; devops x simple 1 of 2.
@@ -97,6 +99,7 @@ def test_report_page_holds_the_plots_and_numbers(run_dir: Path) -> None:
     assert numbers["distinct-1 / -2 / -3"] == "0.500 / 0.750 / 0.875"
     assert numbers["intents kept"] == "12 of 18 sampled"
     assert numbers["SFT rows (train / validation)"] == "6 / 1"
+    assert numbers["left out by export filters / rejected"] == "5 / 0"
     for label, value in numbers.items():
         assert f'<td>{label}</td><td class="value">{value}</td>' in page
     terminal = console.export_text()
