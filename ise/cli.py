@@ -139,11 +139,12 @@ def view(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="HTML file (default RUN_DIR/viewer.html).")
     ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Trajectories embedded (the first N); 0 for all.")] = 2000,
 ) -> None:
     """Write a static HTML trace viewer: every trajectory, its dialogue, tool calls, diffs, events and checks."""
     from ise.viewer import run_viewer
 
-    run_viewer(run_dir, output, console=console)
+    run_viewer(run_dir, output, console=console, limit=limit or None)
 
 
 @app.command()

@@ -61,12 +61,15 @@ def script_json(data: Any) -> str:
     return text
 
 
-def render_viewer(traces: list[Trace], title: str) -> str:
+def render_viewer(traces: list[Trace], title: str, *, total: int | None = None) -> str:
+    """The page for `traces`; `total` (when larger) says how many the file held, shown in a banner."""
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     env = Environment(loader=PackageLoader("ise", "templates"), undefined=StrictUndefined, autoescape=True)
     payload = script_json([trace_payload(trace) for trace in traces])
-    return env.get_template("viewer.html.jinja").render(title=title, payload=payload)
+    return env.get_template("viewer.html.jinja").render(
+        title=title, payload=payload, shown=len(traces), total=max(total or 0, len(traces))
+    )
 
 
 def traces_file(run_dir: Path) -> Path:
@@ -76,13 +79,22 @@ def traces_file(run_dir: Path) -> Path:
     return path
 
 
-def run_viewer(run_dir: Path, output: Path | None = None, *, console: Console) -> Path:
-    """Write the viewer (default RUN_DIR/viewer.html, atomically)."""
+DEFAULT_LIMIT = 2000
+"""Trajectories embedded by default: a browser handles a page of this size (tens of MB) comfortably."""
+
+
+def run_viewer(
+    run_dir: Path, output: Path | None = None, *, console: Console, limit: int | None = DEFAULT_LIMIT
+) -> Path:
+    """Write the viewer (default RUN_DIR/viewer.html, atomically) for the first `limit` trajectories (None: all);
+    every line is still read and checked."""
     path = traces_file(run_dir)
     traces = [trace for _, trace in read_traces(path)]
+    shown = traces if limit is None else traces[:limit]
     output = output or path.with_name("viewer.html")
     tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(render_viewer(traces, title=str(path)), encoding="utf-8")
+    tmp.write_text(render_viewer(shown, title=str(path), total=len(traces)), encoding="utf-8")
     tmp.replace(output)
-    console.print(f"viewer: {output} ({len(traces)} trajectories)")
+    note = f"the first {len(shown)} of {len(traces)}" if len(shown) < len(traces) else f"{len(traces)}"
+    console.print(f"viewer: {output} ({note} trajectories)")
     return output

@@ -5,6 +5,7 @@ Chromium's --dump-dom gives the page after its script ran; a small parser turns 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -218,3 +219,14 @@ def test_script_json_cannot_close_the_script_element() -> None:
 def test_view_needs_traces(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no traces to view"):
         run_viewer(tmp_path, console=Console(record=True))
+
+
+def test_view_limit_embeds_the_first_trajectories_and_says_so(tmp_path: Path) -> None:
+    write_traces(tmp_path / "traces.jsonl", [make_trace(f"t{i}") for i in range(5)])
+    console = Console(record=True, width=300)
+    page = run_viewer(tmp_path, console=console, limit=2).read_text()
+    assert "Showing the first 2 of 5 trajectories" in page
+    payload = page.split('<script type="application/json" id="traces">', 1)[1].split("</script>", 1)[0]
+    assert [t["id"] for t in json.loads(payload)] == ["t0", "t1"]
+    assert "the first 2 of 5 trajectories" in console.export_text()
+    assert "Showing the first" not in run_viewer(tmp_path, console=console, limit=None).read_text()
