@@ -104,7 +104,7 @@ class UserSimulator:
         self.plan = plan
         self.regenerations = regenerations
         self.seed = seed
-        self.system = render_prompt("user_sim.jinja", card=plan.user, intent=plan.intent, tokens=VERDICT_TOKENS)
+        self.system = render_prompt("user_sim.jinja", card=plan.user, intent=plan.intent)
 
     def next_turn(
         self, dialogue: Sequence[Message], digest: str, view: MilestoneView, *, turn: int, max_turns: int

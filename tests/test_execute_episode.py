@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -213,6 +214,9 @@ def test_container_killed_mid_episode_is_an_infra_error(sandboxes: SandboxFactor
     assert not trace.outcome.unverified_claim
     assert "checks_failed" not in trace.tags
     assert trace.model_errors == []
+    deadline = time.monotonic() + 20  # the engine removes a killed auto-remove container asynchronously
+    while lifecycle.ours(docker_client().api, run_id="killme") and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not lifecycle.ours(docker_client().api, run_id="killme")
 
 
