@@ -168,11 +168,8 @@ class Judged:
     """Which Arrow table holds its Parquet row (-1: none), and at which index."""
     index: int = -1
 
-    @property
-    def kept(self) -> bool:
-        return self.filtered is None and not self.problems
-
     def row(self) -> Row:
+        """The canonical row, parsed back (only the render check and real token counts need it)."""
         return dict(from_json(self.lines["openai"]))
 
 
@@ -194,7 +191,7 @@ class ExportSummary:
     stats: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds per phase; indented entries ran inside the phase above them, in parallel (for the bench)."""
+    """Seconds per phase (for bench/export_bench.py)."""
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
