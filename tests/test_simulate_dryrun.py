@@ -2,51 +2,31 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from pathlib import Path
 
 import pytest
-import yaml
+from simulate_support import docker_sandboxes, good_plan
 
 from ise.config import SimulateConfig
 from ise.plan_validation import SandboxFactory, validate
 from ise.records import Check, FileFixture, Perturbation, Plan
-from ise.sandbox import lifecycle
-from ise.sandbox.base import Sandbox, SandboxError
+from ise.sandbox.base import SandboxError
 from ise.sandbox.config import SandboxConfig
-from ise.sandbox.docker import open_sandbox, shared_api
-from ise.sandbox.engine import ensure_engine
-from ise.sandbox.image import build_image
 
 pytestmark = pytest.mark.docker
 
-GOOD_PLAN = Path(__file__).parent / "data" / "simulate" / "good_plan.yaml"
-RUN_ID = f"pytest-simulate-{uuid.uuid4().hex[:8]}"
 CFG = SimulateConfig()
 
 
 @pytest.fixture(scope="module")
 def sandboxes() -> Iterator[SandboxFactory]:
-    """Fresh hardened sandboxes from the real image (made ready the way `ise sandbox engine/build` does); at the
-    end, none of this module's containers may be left."""
-    ensure_engine()
-    build_image("workspace")
-    yield factory(SandboxConfig())
-    assert lifecycle.ours(shared_api(), run_id=RUN_ID) == []
-
-
-def factory(config: SandboxConfig) -> SandboxFactory:
-    def opener() -> AbstractContextManager[Sandbox]:
-        return open_sandbox(config, run_id=RUN_ID)
-
-    return opener
+    with docker_sandboxes() as factory:
+        yield factory
 
 
 @pytest.fixture
 def plan() -> Plan:
-    return Plan.model_validate(yaml.safe_load(GOOD_PLAN.read_text()))
+    return good_plan()
 
 
 def problems_of(plan: Plan, sandboxes: SandboxFactory) -> list[tuple[str, str]]:
@@ -158,14 +138,14 @@ def test_paths_the_intent_mentions_must_exist(plan: Plan, sandboxes: SandboxFact
 def test_writes_outside_the_workspace_are_caught_where_the_root_is_writable(
     plan: Plan, sandboxes: SandboxFactory
 ) -> None:
-    writable = factory(SandboxConfig(read_only_root=False))
     script = (plan.fixtures.setup_script or "") + "echo 'alias ll=ls' > /etc/profile.d/shop.sh\n"
     plan = plan.model_copy(update={"fixtures": plan.fixtures.model_copy(update={"setup_script": script})})
-    assert [(p.kind, p.message) for p in validate(plan, writable, CFG).problems] == [
-        ("scope", "the plan writes /etc/profile.d/shop.sh, outside /workspace and /home/agent")
-    ]
     services = plan.model_copy(update={"intent": plan.intent.model_copy(update={"domain": "services"})})
-    assert validate(services, writable, CFG).problems == []
+    with docker_sandboxes(SandboxConfig(read_only_root=False)) as writable:
+        assert [(p.kind, p.message) for p in validate(plan, writable, CFG).problems] == [
+            ("scope", "the plan writes /etc/profile.d/shop.sh, outside /workspace and /home/agent")
+        ]
+        assert validate(services, writable, CFG).problems == []
 
 
 def test_a_sandbox_that_breaks_is_an_infrastructure_error_not_a_plan_problem(

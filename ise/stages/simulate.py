@@ -10,6 +10,7 @@ back to the model with the exact problems, up to `max_attempts` times; then the 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import statistics
 import threading
@@ -358,9 +359,23 @@ def default_sandbox_factory(config: Config) -> SandboxFactory:
 
 
 def require_image(config: Config) -> None:
-    from ise.sandbox.docker import require_image as check
+    """Fail before any work when the sandbox image is missing: building it is a separate, explicit step."""
+    import docker.errors
 
-    check(config.sandbox)
+    from ise.sandbox.engine import docker_client
+
+    client = docker_client()
+    try:
+        client.images.get(config.sandbox.image)
+    except docker.errors.ImageNotFound:
+        image = config.sandbox.image
+        ours = re.fullmatch(r"ise-([\w.-]+):latest", image)
+        if ours is None:
+            raise IseError(f"sandbox image {image} not found: build or load it first") from None
+        name = "" if ours.group(1) == "workspace" else f" {ours.group(1)}"
+        raise IseError(f"sandbox image {image} not found: build it with `ise sandbox build{name}`") from None
+    finally:
+        client.close()
 
 
 def run_simulate(
