@@ -52,7 +52,7 @@ def largest_remainder(total: int, weights: Mapping[str, float]) -> dict[str, int
 
 def sample_cells(taxonomy: Taxonomy, count: int, priors: Mapping[str, float], seed: int) -> list[IntentCell]:
     """`count` distinct cells, stratified over (domain x complexity), in a seeded interleaved order."""
-    _check_priors(priors)
+    check_priors(priors)
     rng = random.Random(seed)
     quotas = largest_remainder(count, {level: priors.get(level, 0.0) for level in LEVELS})
     domains = [domain.id for domain in taxonomy.domains]
@@ -109,7 +109,7 @@ def _draw(
     raise IseError(f"cannot draw another distinct {level} intent for domain '{domain}': the taxonomy is too small")
 
 
-def _check_priors(priors: Mapping[str, float]) -> None:
+def check_priors(priors: Mapping[str, float]) -> None:
     unknown = set(priors) - set(LEVELS)
     if unknown:
         raise InputError(f"config: intents.complexity_priors: unknown level '{sorted(unknown)[0]}'")

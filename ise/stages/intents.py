@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -41,9 +42,9 @@ from ise.errors import InputError
 from ise.jsonl import read_records, write_atomic
 from ise.llm.base import LLM
 from ise.llm.structured import chat_json
-from ise.records import Intent, IntentDraft, Message, Record
+from ise.records import Intent, IntentDraft, Message, Persona, Record
 from ise.runner import errors_path, run_stage
-from ise.sampling import LEVELS, IntentCell, sample_cells
+from ise.sampling import LEVELS, IntentCell, check_priors, sample_cells
 from ise.taxonomy import Task, Taxonomy, load_taxonomy
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
@@ -63,26 +64,68 @@ def _prompts() -> jinja2.Environment:
     )
 
 
+class _ExampleTask(Record):
+    summary: str
+    mention: str
+
+
+class IntentExample(Record):
+    """A demonstration turn (prompts/intent_examples.yaml): small models follow a shown answer far better than
+    instructions, and a whole earlier turn is not copied the way an inline example is."""
+
+    domain: str
+    persona: Persona
+    role_hint: str
+    experience_hint: str
+    style_hint: str
+    tasks: list[_ExampleTask]
+    answer: IntentDraft
+
+
+@cache
+def intent_examples() -> tuple[IntentExample, ...]:
+    path = PROMPTS_DIR / "intent_examples.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return tuple(IntentExample.model_validate(item) for item in data)
+
+
 def intent_prompt(cell: IntentCell, taxonomy: Taxonomy) -> str:
-    tasks = [taxonomy.task(task_id) for task_id in cell.tasks]
-    return (
-        _prompts()
-        .get_template("intent.jinja")
-        .render(
-            persona=cell.persona,
-            role_hint=taxonomy.facet("role", cell.persona.role).hint,
-            experience_hint=taxonomy.facet("experience", cell.persona.experience).hint,
-            style_hint=taxonomy.facet("style", cell.persona.style).hint,
-            tasks=[{"summary": task.summary, "mention": _mention_hint(task)} for task in tasks],
-            level=taxonomy.levels[cell.complexity].description,
-        )
-        .strip()
+    return _render_prompt(
+        persona=cell.persona,
+        role_hint=taxonomy.facet("role", cell.persona.role).hint,
+        experience_hint=taxonomy.facet("experience", cell.persona.experience).hint,
+        style_hint=taxonomy.facet("style", cell.persona.style).hint,
+        tasks=[
+            {"summary": task.summary, "mention": _mention_hint(task)}
+            for task in (taxonomy.task(task_id) for task_id in cell.tasks)
+        ],
     )
+
+
+def intent_messages(cell: IntentCell, taxonomy: Taxonomy) -> list[Message]:
+    """One demonstration (from another domain than the cell's) and then the cell's own prompt."""
+    example = next(e for e in intent_examples() if e.domain != cell.domain)
+    shown = _render_prompt(
+        persona=example.persona,
+        role_hint=example.role_hint,
+        experience_hint=example.experience_hint,
+        style_hint=example.style_hint,
+        tasks=[task.model_dump() for task in example.tasks],
+    )
+    return [
+        Message(role="user", content=shown),
+        Message(role="assistant", content=example.answer.model_dump_json()),
+        Message(role="user", content=intent_prompt(cell, taxonomy)),
+    ]
+
+
+def _render_prompt(**values: Any) -> str:
+    return _prompts().get_template("intent.jinja").render(**values).strip()
 
 
 def realise(cell: IntentCell, *, taxonomy: Taxonomy, llm: LLM, max_attempts: int) -> Intent:
     """Ask the LLM for a schema-valid draft (repairing with the validation error), then flag what it left out."""
-    messages = [Message(role="user", content=intent_prompt(cell, taxonomy))]
+    messages = intent_messages(cell, taxonomy)
     draft, completions = chat_json(llm, messages, IntentDraft, max_attempts=max_attempts, seed=_call_seed(cell.id))
     tasks = [taxonomy.task(task_id) for task_id in cell.tasks]
     request = draft.request.strip()
@@ -128,7 +171,7 @@ def _stem(term: str) -> str:
 
 
 def _mention_hint(task: Task) -> str:
-    return ", ".join(requirement.split("|")[0] for requirement in task.requires)
+    return '", "'.join(requirement.split("|")[0] for requirement in task.requires)
 
 
 def _call_seed(cell_id: str) -> int:
@@ -196,6 +239,7 @@ def run_intents(
     paths = IntentsPaths.for_output(output)
     if output.is_dir():
         raise InputError(f"output {output} is a directory; give a .jsonl file path")
+    check_priors(settings.complexity_priors)
     taxonomy = load_taxonomy(settings.taxonomy)
     cells = sample_cells(taxonomy, count or settings.count, settings.complexity_priors, config.seed)
     embedder = embedder or build_embedder(settings.embedding_model)
