@@ -50,6 +50,7 @@ class EmbeddedServer:
         """http://127.0.0.1:PORT (the OpenAI API is under /v1)."""
         self.start_s = start_s
         """Seconds from start() to a healthy server."""
+        self._owner_pid = os.getpid()
 
     @classmethod
     def start(
@@ -100,6 +101,8 @@ class EmbeddedServer:
         return self._handle is not None
 
     def stop(self) -> None:
+        if os.getpid() != self._owner_pid:
+            return  # a forked child holds a copy without the server's threads: freeing it there could hang
         # xllamacpp has no stop(): the server shuts down (joining its threads) when its object is freed.
         handle, self._handle = self._handle, None
         del handle
