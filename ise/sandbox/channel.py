@@ -220,6 +220,8 @@ class Channel:
         self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._eof = False
+        self.engine_error = ""
+        """What the engine reported on its error stream for this exec, if anything."""
 
     def start(self, timeout_s: float = 30.0) -> None:
         command = ["bash", "--noprofile", "--norc", "-c", DRIVER, "bash", self.mode, "1" if self.merge else "0"]
@@ -235,7 +237,8 @@ class Channel:
         line = hello.streams[0].line
         if line is None or not line.strip().isdigit():
             self.close()
-            raise SandboxError(f"the sandbox shell did not start (got {hello.stdout.text()[:200]!r})")
+            got = (self.engine_error or hello.stdout.text() or hello.stderr.text()).strip()[:200]
+            raise SandboxError(f"the sandbox shell did not start (got {got!r})")
         self.pid = int(line)
         self.alive = True
 
@@ -292,6 +295,8 @@ class Channel:
             for kind, payload in self._frames(remaining):
                 if kind in (1, 2):
                     reply.streams[kind - 1].feed(payload)
+                elif kind == 3:  # the engine's own error about this exec
+                    self.engine_error += payload.decode("utf-8", errors="replace")
 
     def _frames(self, timeout: float) -> list[tuple[int, bytes]]:
         """Whatever complete frames arrive within `timeout` (docker multiplexes stdout/stderr into framed chunks)."""

@@ -239,25 +239,31 @@ class DockerSandbox:
     # --- channels ----------------------------------------------------------------------------------------------
 
     def _open_channel(self, user: str, mode: Mode) -> Channel:
-        if self._closed:
-            raise SandboxError("the sandbox was closed")
-        channel = Channel(
-            self._api,
-            self.container_id,
-            user=self.config.agent_user if user == "agent" else "root",
-            mode=mode,
-            merge=self.config.merge_stderr,
-            workdir=self.config.workdir,
-        )
-        try:
-            channel.start()
-        except SandboxError as exc:
-            raise self._broken(str(exc)) from None
-        except Exception as exc:
-            raise self._broken(str(_translate(exc, "cannot start a shell in the sandbox"))) from None
-        with self._lock:
-            self._channels.append(channel)
-        return channel
+        """Start a driver shell. The engine occasionally drops a fresh exec's streams under load ("file already
+        closed"), so a start that fails while the container is fine is tried again."""
+        for attempt in range(3):
+            if self._closed:
+                raise SandboxError("the sandbox was closed")
+            channel = Channel(
+                self._api,
+                self.container_id,
+                user=self.config.agent_user if user == "agent" else "root",
+                mode=mode,
+                merge=self.config.merge_stderr,
+                workdir=self.config.workdir,
+            )
+            try:
+                channel.start()
+            except Exception as exc:
+                error = exc if isinstance(exc, SandboxError) else _translate(exc, "cannot start a shell in the sandbox")
+                if attempt == 2 or not self.alive():
+                    raise self._broken(str(error)) from None
+                time.sleep(0.05)
+                continue
+            with self._lock:
+                self._channels.append(channel)
+            return channel
+        raise AssertionError("unreachable")
 
     def _acquire(self, user: str) -> Channel:
         with self._lock:
