@@ -40,6 +40,7 @@ HOST_MARGIN_S = 5.0
 """How long past the in-container timeout (+ kill grace) the host waits before it steps in itself."""
 HELPER_TIMEOUT_S = 60.0
 SWEEP_SLACK_S = 0.25
+REMOVAL_WAIT_S = 10.0
 
 # Kills processes of the calling user that started less than $age centiseconds ago, except $excl and the script's
 # own ancestors; several passes, since a fork bomb forks between them. Builtins only: it must work when the pids
@@ -187,8 +188,23 @@ class DockerSandbox:
         if not container_id:
             return
         lifecycle.unregister(container_id)
-        with contextlib.suppress(Exception):  # already gone (auto-removed, killed, or removal in progress)
+        try:
             self._api.remove_container(container_id, force=True)
+        except Exception:  # gone already, or the engine is auto-removing it (it stopped): wait until it is gone
+            deadline = time.monotonic() + REMOVAL_WAIT_S
+            while time.monotonic() < deadline and self._exists(container_id):
+                time.sleep(0.05)
+
+    def _exists(self, container_id: str) -> bool:
+        import docker.errors
+
+        try:
+            self._api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return False
+        except Exception:
+            return True  # cannot tell: keep waiting until the deadline
+        return True
 
     def __enter__(self) -> DockerSandbox:
         return self

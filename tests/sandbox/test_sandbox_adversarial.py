@@ -345,6 +345,16 @@ def test_container_killed_from_outside_raises_sandbox_error(open_box: OpenSandbo
         for call in (lambda: box.exec("true"), lambda: box.run("true"), lambda: box.read_file("x")):
             with pytest.raises(SandboxError):
                 call()
+    assert box.container_id not in {c["Id"] for c in lifecycle.ours(shared_api())}
+
+
+def test_main_process_killed_from_inside_is_an_infra_error_and_leaves_nothing(open_box: OpenSandbox) -> None:
+    with open_box() as box:
+        with pytest.raises(SandboxError):
+            box.exec("kill -9 $(pgrep -x sleep); sleep 5", user="root")
+        with pytest.raises(SandboxError):
+            box.run("true")
+    assert box.container_id not in {c["Id"] for c in lifecycle.ours(shared_api())}
 
 
 # 16. paused container, API errors -------------------------------------------------------------------------------
