@@ -5,7 +5,7 @@ an infrastructure failure, never shown to the model as its own mistake. A file t
 of what the model asked (missing file, path outside the allowed roots) raises FileToolError: the model's fault,
 to be shown to it.
 
-Contract every backend keeps (tests/sandbox/test_conformance.py checks it on the real backend):
+Contract every backend keeps (ise/sandbox/conformance.py checks it; tests/sandbox/ run it on the real backend):
 - `exec` runs each command in a fresh `bash -c` in the workspace directory: no state carries over. `run` uses one
   persistent bash per sandbox: cwd, environment, shell variables and functions persist between calls.
 - Commands get no stdin (EOF), so interactive programs cannot wait for input; every call returns within its

@@ -13,6 +13,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,18 +86,28 @@ def build_image(
 
 
 def ensure_image(tag: str) -> str:
-    """The id of image `tag`, building it first if it is one of ours (`ise-<name>:latest`) and missing or stale."""
+    """The id of image `tag`. One of ours (`ise-<name>:latest`) is built first when missing or stale, if its
+    sandbox_images/<name> is at hand (an installed ise without the source tree uses what the engine has)."""
     match = re.fullmatch(r"ise-([\w.-]+):latest", tag)
-    if match:
-        return build_image(match.group(1), say=lambda _: None).id
+    if match and _context_at_hand(match.group(1)):
+        # A build can take minutes (offline bootstrap): say so on stderr, stdout may be data.
+        return build_image(match.group(1), say=lambda line: print(line, file=sys.stderr)).id
     client = docker_client()
     try:
         image = _find_image(client, tag)
     finally:
         client.close()
     if image is None:
-        raise SandboxError(f"image {tag} not found; build it first")
+        hint = "run `ise sandbox build` in a source checkout" if match else "build or pull it first"
+        raise SandboxError(f"image {tag} not found; {hint}")
     return str(image.id)
+
+
+def _context_at_hand(name: str) -> bool:
+    try:
+        return (images_root() / name / "Dockerfile").is_file()
+    except IseError:
+        return False
 
 
 def _remove_quietly(client: docker.DockerClient, image_id: str) -> None:
