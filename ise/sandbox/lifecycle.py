@@ -64,7 +64,7 @@ def labels(run_id: str) -> dict[str, str]:
 
 @dataclass
 class _Live:
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)  # re-entrant: a signal handler may take it
     closers: dict[str, Callable[[], None]] = field(default_factory=dict)
     atexit_registered: bool = False
     signals_installed: bool = False
