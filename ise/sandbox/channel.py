@@ -217,6 +217,7 @@ class Channel:
         self.pid = 0
         """The driver shell's pid inside the container."""
         self.alive = False
+        self._raw: Any = None
         self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._eof = False
@@ -229,8 +230,8 @@ class Channel:
             self.container_id, command, stdin=True, stdout=True, stderr=True, user=self.user, workdir=self.workdir
         )
         self.exec_id = created["Id"]
-        raw = self.api.exec_start(self.exec_id, socket=True)
-        self._sock = getattr(raw, "_sock", raw)
+        self._raw = self.api.exec_start(self.exec_id, socket=True)  # kept: it holds the HTTP response alive
+        self._sock = getattr(self._raw, "_sock", self._raw)
         self._sock.setblocking(True)
         hello = self._reply(b"ISE-READY ", None, limit=4096)
         self._pump(hello, time.monotonic() + timeout_s)
