@@ -12,6 +12,7 @@ from one worker.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -78,9 +79,10 @@ def user_reply(messages: Sequence[Message]) -> dict[str, Any]:
     return {"content": f"please do step {turn} of the report"}
 
 
-def measure(workers: int, trajectories: int, latency_s: float, workdir: Path) -> float:
+def measure(workers: int, trajectories: int, latency_s: float, workdir: Path, *, pool: bool) -> float:
     """Seconds to run `trajectories` episodes with `workers` workers."""
-    config = load_config(["llm.kind=scripted", f"workers={workers}", "execute.retry_infra_errors=false"])
+    settings = ["llm.kind=scripted", f"workers={workers}", "execute.retry_infra_errors=false"]
+    config = load_config([*settings, f"sandbox.pool_size={workers if pool else 0}"])
     plans = [
         make_plan(f"bench-{workers}-{i}", max_user_turns=TURNS, max_steps=STEPS_PER_TURN + 1)
         for i in range(trajectories)
@@ -105,17 +107,23 @@ def main() -> None:
     parser.add_argument("--workers", default="1,4,16,32")
     parser.add_argument("--waves", type=int, default=3, help="Trajectories per worker in each run.")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per worker count (the median is shown).")
+    parser.add_argument("--pool", action="store_true", help="Keep one warm sandbox per worker (sandbox.pool_size).")
     args = parser.parse_args()
     latency = args.latency_ms / 1000
+    load_before = f"{os.getloadavg()[0]:.1f}"  # other work on the machine skews every figure
     ideal_one = 3600 / (CALLS_PER_TRAJECTORY * latency)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ise-bench-") as tmp:
         for workers in [int(w) for w in args.workers.split(",")]:
             count = max(4, workers * args.waves)
-            times = [measure(workers, count, latency, Path(tmp) / f"r{r}") for r in range(args.repeat)]
+            times = [measure(workers, count, latency, Path(tmp) / f"r{r}", pool=args.pool) for r in range(args.repeat)]
             rows.append((workers, count, statistics.median(times)))
     base_rate = rows[0][1] / rows[0][2] * 3600 / rows[0][0]
-    print(f"\nexecute throughput: fake LLM {args.latency_ms:g} ms/call, {CALLS_PER_TRAJECTORY} calls/trajectory")
+    pool = "one warm sandbox per worker" if args.pool else "no sandbox pool"
+    print(
+        f"\nexecute throughput: fake LLM {args.latency_ms:g} ms/call, {CALLS_PER_TRAJECTORY} calls/trajectory, {pool}"
+    )
+    print(f"load average before: {load_before}; after: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     header = ("workers", "traj", "seconds", "traj/hour", "ideal/hour", "of ideal", "of linear")
     print("{:>7} {:>5} {:>8} {:>10} {:>10} {:>9} {:>9}".format(*header))
     for workers, count, seconds in rows:

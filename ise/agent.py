@@ -283,6 +283,15 @@ class ToolBox:
         return f"{kept}\n[truncated: showing {self.output_limit} of {len(data)} bytes]"
 
 
+REPEAT_NOTE = "\n[note: same call and same result as your previous step]"
+"""Appended to a result that repeats the previous step exactly: small models otherwise loop on one call."""
+
+
+def repeats_previous(previous: Step, step: Step) -> bool:
+    same_call = (previous.tool, previous.arguments) == (step.tool, step.arguments)
+    return same_call and previous.result.removesuffix(REPEAT_NOTE) == step.result
+
+
 def _exec_fields(result: ExecResult | None, *, elapsed: float) -> dict[str, Any]:
     """The command's record for a Step; for tools that are not commands, just how long the step took."""
     if result is None:
@@ -363,6 +372,8 @@ class Agent:
             message_index = len(messages) - 1
             for call in message.tool_calls:
                 step = self._step(call, completion, message_index)
+                if steps and repeats_previous(steps[-1], step):
+                    step.result += REPEAT_NOTE
                 steps.append(step)
                 messages.append(Message(role="tool", content=step.result, tool_call_id=call.id, name=call.name))
                 self.ctx.on_step(step)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from execute_support import make_plan
 
-from ise.agent import BASH, WRITE_FILE, argument_problem
+from ise.agent import BASH, REPEAT_NOTE, WRITE_FILE, argument_problem, repeats_previous
 from ise.config import ExecuteConfig
 from ise.records import Budgets, CheckProbe, CheckResult, Step, TerminationReason
 from ise.recovery import command_family, label_failures
@@ -160,3 +160,18 @@ def test_termination_reasons_are_stable_strings() -> None:
 def test_make_plan_is_a_valid_plan() -> None:
     plan = make_plan()
     assert {c for m in plan.user.milestones for c in m.checks} == {c.id for c in plan.checks}
+
+
+def test_a_step_that_repeats_the_previous_one_exactly_is_pointed_out() -> None:
+    first = _step(0, "cat a.txt")
+    first.result = "hello"
+    again = _step(1, "cat a.txt")
+    again.result = "hello"
+    other = _step(2, "cat b.txt")
+    other.result = "hello"
+    assert repeats_previous(first, again)
+    again.result += REPEAT_NOTE
+    third = _step(3, "cat a.txt")
+    third.result = "hello"
+    assert repeats_previous(again, third)  # a third time is noted again
+    assert not repeats_previous(again, other)
