@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -79,8 +80,43 @@ def user_reply(messages: Sequence[Message]) -> dict[str, Any]:
     return {"content": f"please do step {turn} of the report"}
 
 
-def measure(workers: int, trajectories: int, latency_s: float, workdir: Path, *, pool: bool) -> float:
-    """Seconds to run `trajectories` episodes with `workers` workers."""
+class CpuMeter:
+    """CPU seconds spent by ise itself, by the engine (dockerd, containerd and its shims) and inside containers."""
+
+    def read(self) -> tuple[float, float, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return own.ru_utime + own.ru_stime, _engine_cpu(), _containers_cpu()
+
+
+def _engine_cpu() -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if name.startswith(("dockerd", "containerd")):
+            total += sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
+
+
+def _containers_cpu() -> float:
+    """The engine's cgroup keeps counting after its containers are gone (cgroup v1 cpuacct; v2 cpu.stat)."""
+    v1 = Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text()) / 1e9
+    v2 = Path("/sys/fs/cgroup/system.slice/cpu.stat")
+    if v2.exists():
+        return int(v2.read_text().split()[1]) / 1e6
+    return float("nan")
+
+
+def measure(
+    workers: int, trajectories: int, latency_s: float, workdir: Path, *, pool: bool
+) -> tuple[float, tuple[float, float, float]]:
+    """Seconds to run `trajectories` episodes with `workers` workers, and CPU seconds per trajectory by part."""
     settings = ["llm.kind=scripted", f"workers={workers}", "execute.retry_infra_errors=false"]
     config = load_config([*settings, f"sandbox.pool_size={workers if pool else 0}"])
     plans = [
@@ -90,15 +126,21 @@ def measure(workers: int, trajectories: int, latency_s: float, workdir: Path, *,
     plans_path, output = workdir / f"plans-{workers}.jsonl", workdir / f"traces-{workers}.jsonl"
     write_atomic(plans_path, plans)
     llms = (LatencyLLM(latency_s, "agent"), LatencyLLM(latency_s, "user"))
-    started = time.monotonic()
+    meter = CpuMeter()
     with docker_sandboxes(config) as factory:
+        before, started = meter.read(), time.monotonic()
         stats = run_execute(plans_path, output, config, llms=llms, sandbox_factory=factory)
-    elapsed = time.monotonic() - started
+        elapsed, after = time.monotonic() - started, meter.read()
+    cpu = (
+        (after[0] - before[0]) / trajectories,
+        (after[1] - before[1]) / trajectories,
+        (after[2] - before[2]) / trajectories,
+    )
     traces = list(read_records(output, Trace))
     bad = [t.id for t in traces if not t.outcome.passed or t.termination.value != "user_done"]
     if stats.ok != trajectories or bad:
         raise SystemExit(f"bench episodes did not all pass: ok={stats.ok} errors={stats.errors} failed={bad[:3]}")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -111,28 +153,40 @@ def main() -> None:
     args = parser.parse_args()
     latency = args.latency_ms / 1000
     load_before = f"{os.getloadavg()[0]:.1f}"  # other work on the machine skews every figure
-    ideal_one = 3600 / (CALLS_PER_TRAJECTORY * latency)
-    rows = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="ise-bench-") as tmp:
         for workers in [int(w) for w in args.workers.split(",")]:
             count = max(4, workers * args.waves)
-            times = [measure(workers, count, latency, Path(tmp) / f"r{r}", pool=args.pool) for r in range(args.repeat)]
-            rows.append((workers, count, statistics.median(times)))
+            runs = [measure(workers, count, latency, Path(tmp) / f"r{r}", pool=args.pool) for r in range(args.repeat)]
+            seconds = statistics.median(r[0] for r in runs)
+            cpu = tuple(statistics.median(r[1][i] for r in runs) for i in range(3))
+            rows.append((workers, count, seconds, cpu))
+    print_table(rows, latency_ms=args.latency_ms, pool=args.pool, load_before=load_before)
+
+
+Row = tuple[int, int, float, tuple[float, float, float]]
+HEADER = "{:>7} {:>5} {:>8} {:>10} {:>10} {:>9} {:>9} {:>22} {:>9}".format(
+    "workers", "traj", "seconds", "traj/hour", "ideal/hour", "of ideal", "of linear", "CPU s/traj", "cpu cap/h"
+)
+
+
+def print_table(rows: list[Row], *, latency_ms: float, pool: bool, load_before: str) -> None:
+    cores = os.cpu_count() or 1
+    ideal_one = 3600 / (CALLS_PER_TRAJECTORY * latency_ms / 1000)
     base_rate = rows[0][1] / rows[0][2] * 3600 / rows[0][0]
-    pool = "one warm sandbox per worker" if args.pool else "no sandbox pool"
-    print(
-        f"\nexecute throughput: fake LLM {args.latency_ms:g} ms/call, {CALLS_PER_TRAJECTORY} calls/trajectory, {pool}"
-    )
-    print(f"load average before: {load_before}; after: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
-    header = ("workers", "traj", "seconds", "traj/hour", "ideal/hour", "of ideal", "of linear")
-    print("{:>7} {:>5} {:>8} {:>10} {:>10} {:>9} {:>9}".format(*header))
-    for workers, count, seconds in rows:
-        rate = count / seconds * 3600
-        ideal = ideal_one * workers
+    pooling = "one warm sandbox per worker" if pool else "no sandbox pool"
+    print(f"\nexecute throughput: fake LLM {latency_ms:g} ms/call, {CALLS_PER_TRAJECTORY} calls/trajectory, {pooling}")
+    print(f"load average before: {load_before}; after: {os.getloadavg()[0]:.1f} ({cores} cores)")
+    print(HEADER)
+    for workers, count, seconds, (own, engine, inside) in rows:
+        rate, ideal, per_traj = count / seconds * 3600, ideal_one * workers, own + engine + inside
+        split = f"{per_traj:.2f} ({own:.2f}/{engine:.2f}/{inside:.2f})"
         print(
-            f"{workers:>7} {count:>5} {seconds:>8.1f} {rate:>10.0f} {ideal:>10.0f} "
-            f"{rate / ideal:>8.0%} {rate / (base_rate * workers):>9.0%}"
+            f"{workers:>7} {count:>5} {seconds:>8.1f} {rate:>10.0f} {ideal:>10.0f} {rate / ideal:>8.0%} "
+            f"{rate / (base_rate * workers):>9.0%} {split:>22} {cores / per_traj * 3600:>9.0f}"
         )
+    print("CPU s/traj: ise / engine (dockerd, containerd) / inside containers. cpu cap/h: the rate at which that")
+    print("cost alone saturates this machine's cores (other work on the machine lowers it further).")
 
 
 if __name__ == "__main__":
