@@ -84,6 +84,14 @@ def test_an_endpoint_failure_is_not_an_attempt(sandboxes: SandboxFactory) -> Non
     assert llm.remaining == 1
 
 
+def test_a_validated_world_is_kept_when_the_card_cannot_be_written(sandboxes: SandboxFactory) -> None:
+    sim, llm = simulator([{"json": GOOD_WORLD}, {"content": "no"}, {"content": "still no"}], sandboxes)
+    plan = sim(intent())
+    assert llm.remaining == 0
+    assert (plan.attempts, plan.user.persona, plan.user.hidden_facts) == (1, intent().persona.style, [])
+    assert sim.outcomes[0].card_fallback
+
+
 def test_one_shot_mode_writes_the_card_in_the_same_answer(sandboxes: SandboxFactory) -> None:
     draft = GOOD_WORLD | {"voice": "polite and slow", "hidden_facts": CARD["hidden_facts"]}
     sim, llm = simulator([{"json": draft}], sandboxes, two_part=False)

@@ -259,6 +259,8 @@ class Outcome:
     """Per failed attempt, the kind of each problem found."""
     validation_s: list[float] = field(default_factory=list)
     llm_s: float = 0.0
+    card_fallback: bool = False
+    """The world validated but the model wrote no usable user card: defaults stand in."""
 
 
 class Simulator:
@@ -321,7 +323,9 @@ class Simulator:
             outcome.llm_s += time.monotonic() - started
         return draft, completions[-1].message.content or ""
 
-    def _card(self, intent: Intent, world: WorldDraft, attempt: int, outcome: Outcome) -> CardDraft:
+    def _card(self, intent: Intent, world: WorldDraft, attempt: int, outcome: Outcome) -> CardDraft | None:
+        """The user card for a validated world. Without one (the model could not write it) the plan is still kept:
+        the persona's style and the default reactions stand in, and the stats count it."""
         started = time.monotonic()
         try:
             card, _ = chat_json(
@@ -331,6 +335,11 @@ class Simulator:
                 max_attempts=self.cfg.schema_attempts,
                 seed=self.seed + attempt,
             )
+        except (StructuredOutputError, LLMError) as exc:
+            if isinstance(exc, LLMError) and exc.is_infra:
+                raise
+            outcome.card_fallback = True
+            return None
         finally:
             outcome.llm_s += time.monotonic() - started
         return card
@@ -442,6 +451,7 @@ def simulate_stats(output: Path, run: RunStats, outcomes: Sequence[Outcome]) -> 
             "intents": len(outcomes),
             "attempts": attempts,
             "attempt_pass_rate": _ratio(sum(o.validated for o in outcomes), attempts),
+            "card_fallbacks": sum(o.card_fallback for o in outcomes),
             "problems": dict(sum((o.problem_kinds for o in outcomes), Counter()).most_common()),
             "validation_s": _spread(validation_s),
             "llm_s": _spread([o.llm_s for o in outcomes]),
@@ -479,6 +489,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
         ("perturbations per plan", _brief(stats["perturbations_per_plan"])),
         ("this run: attempt pass rate", this_run["attempt_pass_rate"]),
         ("this run: problems", ", ".join(f"{k} {v}" for k, v in this_run["problems"].items()) or "-"),
+        ("this run: default user cards", this_run["card_fallbacks"]),
         ("this run: validation s", _brief(this_run["validation_s"])),
         ("this run: LLM s per intent", _brief(this_run["llm_s"])),
     ]
