@@ -1,0 +1,97 @@
+"""How well a model writes plans that survive the dry run: one-shot vs two-part drafting, side by side.
+
+    .venv/bin/python bench/simulate_bench.py [--intents tests/data/simulate/demo_intents.jsonl] [--seeds 2]
+        [--modes two_part,one_shot] [--attempts 4] [-c llm.max_tokens=2048 ...]
+
+For each mode, every intent is planned once per seed (a fresh Simulator each time) with the configured LLM (the
+embedded Qwen2.5-Coder-0.5B by default) and real Docker sandboxes. Prints per mode: intents planned, first-try
+rate, mean attempts of kept plans, problems met, LLM seconds per attempt, dry-run seconds per attempt. Don't run it
+next to other heavy work: on 2 cores every other process shows up in the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ise.config import Config, load_config
+from ise.jsonl import read_records
+from ise.llm.base import LLM
+from ise.records import Intent
+from ise.stages.simulate import PlanRejected, Simulator, default_sandbox_factory, require_image
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--intents", type=Path, default=Path("tests/data/simulate/demo_intents.jsonl"))
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--modes", default="two_part,one_shot")
+    parser.add_argument("--attempts", type=int, default=4)
+    parser.add_argument("-c", "--config", action="append", default=[])
+    args = parser.parse_args()
+
+    intents = list(read_records(args.intents, Intent))
+    console = Console()
+    columns: dict[str, dict[str, str]] = {}
+    for mode in args.modes.split(","):
+        config = load_config(
+            [*args.config, f"simulate.two_part={mode == 'two_part'}", f"simulate.max_attempts={args.attempts}"]
+        )
+        require_image(config)
+        llm = config.llm_for("simulate").build()
+        try:
+            columns[mode] = run_mode(mode, intents, args.seeds, config, llm, console)
+        finally:
+            llm.close()
+    table = Table(title=f"simulate bench: {len(intents)} intents x {args.seeds} seeds, {args.attempts} attempts")
+    table.add_column("")
+    for mode in columns:
+        table.add_column(mode)
+    for row in next(iter(columns.values())):
+        table.add_row(row, *(columns[mode][row] for mode in columns))
+    console.print(table)
+
+
+def run_mode(
+    mode: str, intents: list[Intent], seeds: int, config: Config, llm: LLM, console: Console
+) -> dict[str, str]:
+    kept: list[int] = []
+    problems: Counter[str] = Counter()
+    llm_per_attempt: list[float] = []
+    dry_run: list[float] = []
+    started = time.monotonic()
+    runs = 0
+    for seed in range(seeds):
+        for intent in intents:
+            runs += 1
+            simulator = Simulator(llm, config.simulate, default_sandbox_factory(config), seed=seed * 100)
+            try:
+                plan = simulator(intent)
+                kept.append(plan.attempts)
+                verdict = f"kept after {plan.attempts} attempt(s)"
+            except PlanRejected as exc:
+                verdict = f"rejected: {str(exc)[:160]}"
+            outcome = simulator.outcomes[0]
+            problems.update(outcome.problem_kinds)
+            llm_per_attempt.append(outcome.llm_s / max(1, outcome.attempts))
+            dry_run += outcome.validation_s
+            console.print(f"[{mode}] seed {seed} {intent.id}: {verdict}", highlight=False)
+    return {
+        "intents planned": f"{len(kept)}/{runs}",
+        "first-try rate": f"{sum(a == 1 for a in kept) / runs:.2f}",
+        "attempts of kept plans": f"{statistics.fmean(kept):.2f}" if kept else "-",
+        "problems met": ", ".join(f"{k} {v}" for k, v in problems.most_common()) or "-",
+        "LLM s per attempt (median)": f"{statistics.median(llm_per_attempt):.1f}",
+        "dry run s (median)": f"{statistics.median(dry_run):.2f}" if dry_run else "-",
+        "wall s": f"{time.monotonic() - started:.0f}",
+    }
+
+
+if __name__ == "__main__":
+    main()
