@@ -145,7 +145,10 @@ def test_kill_9_then_rerun_loses_nothing_duplicates_nothing_and_leaks_no_contain
 
 
 @pytest.mark.docker
-def test_ctrl_c_stops_cleanly_writes_only_whole_traces_and_removes_containers(tmp_path: Path, fake: FakeOpenAI) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupt_stops_cleanly_writes_only_whole_traces_and_removes_containers(
+    tmp_path: Path, fake: FakeOpenAI, signum: int
+) -> None:
     plans, out = tmp_path / "plans.jsonl", tmp_path / "traces.jsonl"
     ids = write_plans(plans, 6)
     args = cli("-i", str(plans), "-o", str(out), "--workers", "3")
@@ -155,7 +158,7 @@ def test_ctrl_c_stops_cleanly_writes_only_whole_traces_and_removes_containers(tm
     run = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(containers_of(run.pid)) >= 2, 120, "episodes in flight")
     started = time.monotonic()
-    run.send_signal(signal.SIGINT)
+    run.send_signal(signum)
     _, stderr = run.communicate(timeout=60)
 
     assert run.returncode != 0

@@ -15,6 +15,8 @@ import hashlib
 import json
 import os
 import re
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
 from rich.console import Console
@@ -574,6 +577,7 @@ def run_execute(
     console = console or Console(stderr=True)
     plans = read_plans(input_path)
     with ExitStack() as cleanup:
+        cleanup.enter_context(_sigterm_as_interrupt())
         if sandbox_factory is None:
             sandbox_factory = cleanup.enter_context(docker_sandboxes(config))
         if config.execute.retry_infra_errors and (dropped := drop_infra_traces(output)):
@@ -595,6 +599,24 @@ def run_execute(
         )
     console.print(_summary(stats))
     return stats
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` stops the stage the way Ctrl-C does: episodes abandoned, their containers removed, nothing half
+    written. (Without this, SIGTERM ends the process on the spot and only the next run's reaper cleans up.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(stats: RunStats) -> str:
