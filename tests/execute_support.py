@@ -225,6 +225,14 @@ def _tools_from_wire(raw: list[dict[str, Any]]) -> list[ToolSpec]:
     ]
 
 
+def _envelope(reply: Reply) -> dict[str, Any]:
+    """What a model decoding under the constrained tool schema writes: one call, or the `respond` pseudo-tool."""
+    if reply.get("tool_calls"):
+        first = reply["tool_calls"][0]
+        return {"name": first["name"], "arguments": first.get("arguments", {})}
+    return {"name": "respond", "arguments": {"content": reply.get("content") or ""}}
+
+
 class FakeOpenAI:
     """/v1/chat/completions on 127.0.0.1, answering from a responder that picks the role by the offered tools.
 
@@ -281,7 +289,9 @@ class FakeOpenAI:
         responder = self.agent if tools else self.user
         reply = responder(messages, tools, None)
         message: dict[str, Any] = {"role": "assistant", "content": reply.get("content")}
-        if reply.get("tool_calls"):
+        if tools and (body.get("response_format") or {}).get("type") == "json_schema":
+            message["content"] = json.dumps(_envelope(reply))  # constrained decoding: one call, as text
+        elif reply.get("tool_calls"):
             message["tool_calls"] = [
                 {
                     "id": f"call_{self.requests}_{i}",

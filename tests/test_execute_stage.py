@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from execute_support import FakeOpenAI, bash, make_plan, scripted_turns, simple_user
+from execute_support import FakeOpenAI, bash, call, make_plan, scripted_turns, simple_user
 
 from ise.config import load_config
 from ise.errors import InputError
@@ -239,3 +239,26 @@ def test_an_endpoint_down_stops_the_stage_and_the_rerun_retries_those_trajectori
     assert sorted(t.id for t in traces) == sorted(ids)
     assert all(t.termination != TerminationReason.INFRA_ERROR for t in traces)
     assert stats.skipped == 0  # the infra traces were dropped and rerun, not skipped
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("mode", ["native", "constrained"])
+def test_both_tool_modes_of_the_real_client_drive_an_episode(tmp_path: Path, mode: str) -> None:
+    plans, out = tmp_path / "plans.jsonl", tmp_path / "traces.jsonl"
+    write_plans(plans, 1)
+    agent = scripted_turns(
+        {
+            1: [bash("echo 3 > count.txt"), {"content": "count.txt holds 3."}],
+            2: [call("write_file", path="report.txt", content="report ready"), {"content": "report.txt is written."}],
+        }
+    )
+    with FakeOpenAI(agent, simple_user()).running() as fake:
+        run_execute(plans, out, load_config([*llm_overrides(fake.base_url), f"llm.tool_mode={mode}"]))
+
+    [trace] = list(read_records(out, Trace))
+    assert trace.outcome.passed
+    assert [s.llm_mode for s in trace.steps] == [mode, mode]
+    assert [m.content for m in trace.messages if m.role == "assistant" and not m.tool_calls] == [
+        "count.txt holds 3.",
+        "report.txt is written.",
+    ]
