@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pytest
+
 from ise.records import (
     Budgets,
     Check,
@@ -31,8 +33,21 @@ from ise.records import (
     ToolSpec,
     UserCard,
 )
+from ise.sandbox.config import SandboxConfig
+from ise.sandbox.docker import require_image
+from ise.sandbox.engine import ensure_engine
 
 Reply = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A Docker engine and the workspace image, set up by the product's own code (as `ise sandbox engine` and the
+    stage's preflight do); fails loudly when that is impossible, never skips."""
+    ensure_engine(say=lambda _: None)
+    require_image(SandboxConfig())
+
+
 Responder = Callable[[Sequence[Message], Sequence[ToolSpec], dict[str, Any] | None], Reply]
 
 

@@ -12,6 +12,7 @@ from execute_support import (
     Responder,
     bash,
     call,
+    docker_engine,  # noqa: F401  (a fixture, requested by name)
     is_subagent,
     make_plan,
     results_this_turn,
@@ -31,7 +32,7 @@ from ise.sandbox.engine import docker_client
 from ise.stages.execute import ExecuteEnv, SandboxFactory, docker_sandboxes, execute_plan
 from ise.stages.sft_rows import openai_messages, openai_tools, validate_conversation
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
 
 @pytest.fixture(scope="module")

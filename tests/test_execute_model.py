@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from execute_support import make_plan
+from execute_support import (
+    docker_engine,  # noqa: F401  (a fixture, requested by name)
+    make_plan,
+)
 
 from ise.config import load_config
 from ise.jsonl import read_records, write_atomic
@@ -14,7 +17,7 @@ from ise.records import Check, Milestone, TerminationReason, Trace
 from ise.recovery import flatten
 from ise.stages.execute import run_execute
 
-pytestmark = [pytest.mark.model, pytest.mark.docker]
+pytestmark = [pytest.mark.model, pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
 
 def test_embedded_model_completes_an_episode_with_a_valid_trace(tmp_path: Path) -> None:

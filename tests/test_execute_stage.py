@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from execute_support import FakeOpenAI, bash, call, make_plan, scripted_turns, simple_user
+from execute_support import (
+    FakeOpenAI,
+    bash,
+    call,
+    docker_engine,  # noqa: F401  (a fixture, requested by name)
+    make_plan,
+    scripted_turns,
+    simple_user,
+)
 
 from ise.config import load_config
 from ise.errors import InputError
@@ -111,6 +119,7 @@ def test_a_malformed_plans_line_is_one_clear_error_and_nothing_is_written(tmp_pa
 
 
 @pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
 def test_kill_9_then_rerun_loses_nothing_duplicates_nothing_and_leaks_no_container(
     tmp_path: Path, fake: FakeOpenAI
 ) -> None:
@@ -145,6 +154,7 @@ def test_kill_9_then_rerun_loses_nothing_duplicates_nothing_and_leaks_no_contain
 
 
 @pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_stops_cleanly_writes_only_whole_traces_and_removes_containers(
     tmp_path: Path, fake: FakeOpenAI, signum: int
@@ -175,6 +185,7 @@ def test_an_interrupt_stops_cleanly_writes_only_whole_traces_and_removes_contain
 
 
 @pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
 def test_with_20_percent_of_llm_calls_failing_every_trajectory_completes_or_is_tagged_infra(tmp_path: Path) -> None:
     plans, out = tmp_path / "plans.jsonl", tmp_path / "traces.jsonl"
     ids = write_plans(plans, 10)
@@ -216,6 +227,7 @@ def test_with_20_percent_of_llm_calls_failing_every_trajectory_completes_or_is_t
 
 
 @pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
 def test_an_endpoint_down_stops_the_stage_and_the_rerun_retries_those_trajectories(tmp_path: Path) -> None:
     plans, out = tmp_path / "plans.jsonl", tmp_path / "traces.jsonl"
     ids = write_plans(plans, 4)
@@ -242,6 +254,7 @@ def test_an_endpoint_down_stops_the_stage_and_the_rerun_retries_those_trajectori
 
 
 @pytest.mark.docker
+@pytest.mark.usefixtures("docker_engine")
 @pytest.mark.parametrize("mode", ["native", "constrained"])
 def test_both_tool_modes_of_the_real_client_drive_an_episode(tmp_path: Path, mode: str) -> None:
     plans, out = tmp_path / "plans.jsonl", tmp_path / "traces.jsonl"
