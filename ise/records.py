@@ -379,7 +379,8 @@ class Failure(Record):
 
 class ErrorEvent(Record):
     kind: str
-    """Model errors: malformed, unknown_tool, bad_arguments, file_tool. Infra: sandbox or an LLMError kind."""
+    """Model errors: malformed, empty, unknown_tool, bad_arguments, file_tool. Infra: setup (the plan's fixtures
+    could not be seeded), sandbox (it broke), or the LLMError kind (rate_limit, server, connection, timeout, auth)."""
     message: str
     turn: int
     step: int | None = None

@@ -337,3 +337,15 @@ def test_checks_with_expected_output_and_exit_codes(sandboxes: SandboxFactory) -
     trace, _ = run(plan, agent, simple_user(done_after=1), sandboxes)
     assert trace.outcome.passed
     assert [c.exit_code for c in trace.outcome.checks] == [1, 0]
+
+
+def test_a_plan_whose_world_cannot_be_built_is_an_infra_error_of_kind_setup(sandboxes: SandboxFactory) -> None:
+    plan = make_plan()
+    plan.fixtures.setup_script = "echo 'cannot build this' >&2; exit 3"
+    trace, _ = run(plan, scripted_turns({}), simple_user(), sandboxes)
+
+    assert trace.termination == TerminationReason.INFRA_ERROR
+    assert trace.infra_error is not None
+    assert trace.infra_error.kind == "setup"
+    assert trace.messages == []
+    assert trace.steps == []

@@ -78,6 +78,10 @@ _HEDGE = re.compile(
 )
 
 
+class SetupFailed(SandboxError):
+    """Seeding the plan's fixtures failed (its files, or its setup script)."""
+
+
 @dataclass
 class ExecuteEnv:
     """Everything episodes share within one run of the stage."""
@@ -261,6 +265,8 @@ def execute_plan(plan: Plan, env: ExecuteEnv) -> Trace:
             episode.setup_s = time.monotonic() - meter.started  # container start (or pool hand-out)
             meter.sandbox_s += episode.setup_s
             _run(episode, sandbox)
+    except SetupFailed as exc:
+        _mark_infra(episode, "setup", str(exc))
     except SandboxError as exc:
         _mark_infra(episode, "sandbox", str(exc))
     except LLMError as exc:  # only infra kinds get this far; the model's own errors are handled as data
@@ -272,7 +278,10 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
     episode.sandbox = sandbox
     episode.info = sandbox.info
     started = time.monotonic()
-    episode.meter.timed(lambda: sandbox.seed(episode.plan.fixtures))
+    try:
+        episode.meter.timed(lambda: sandbox.seed(episode.plan.fixtures))
+    except SandboxError as exc:  # the plan's world could not be built: not the agent's doing either
+        raise SetupFailed(str(exc)) from exc
     episode.setup_s += time.monotonic() - started
     env, meter = episode.env, episode.meter
     toolbox = ToolBox(
@@ -386,7 +395,7 @@ def _describe_step(step: Step) -> str:
 def _mark_infra(episode: Episode, kind: str, message: str) -> None:
     episode.termination = TerminationReason.INFRA_ERROR
     turn = episode.ctx.turn if episode.ctx else 0
-    role = "sandbox" if kind == "sandbox" else episode.meter.last_role
+    role = "sandbox" if kind in ("sandbox", "setup") else episode.meter.last_role
     episode.infra_error = ErrorEvent(kind=kind, message=_clip(message, 2000), turn=turn, role=role)
 
 
