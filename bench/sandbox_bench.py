@@ -88,7 +88,7 @@ def per_call(config: SandboxConfig, rounds: int) -> None:
 
 
 def readiness(config: SandboxConfig, samples: int) -> None:
-    cold, cold_first, pooled = [], [], []
+    cold, cold_first, pooled, pooled_first = [], [], [], []
     for _ in range(samples):
         started = time.perf_counter()
         box = DockerSandbox(config, run_id=RUN_ID)
@@ -102,8 +102,8 @@ def readiness(config: SandboxConfig, samples: int) -> None:
             started = time.perf_counter()
             box = pool.acquire()
             pooled.append((time.perf_counter() - started) * 1000)
-            first = timed(lambda b=box: b.run("true"))  # type: ignore[misc]
-            assert first < 50, f"a pooled sandbox's session should be warm ({first:.1f} ms)"
+            box.run("true")
+            pooled_first.append((time.perf_counter() - started) * 1000)
             box.close()
     mini_start = []
     for _ in range(max(3, samples // 3)):
@@ -116,6 +116,7 @@ def readiness(config: SandboxConfig, samples: int) -> None:
         ("ise cold (create + start)", cold),
         ("ise cold + first session command", cold_first),
         ("ise from the warm pool", pooled),
+        ("ise from the pool + first command", pooled_first),
         ("mini-swe-agent docker run -d", mini_start),
     ):
         median, p90 = median_p90(values)
