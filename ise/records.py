@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -106,14 +106,19 @@ class Persona(Record):
 class IntentDraft(Record):
     """What the LLM writes for one matrix cell."""
 
-    # Lower bounds reach the model as minLength/minItems under constrained decoding: no empty drafts.
+    # Bounds reach the model as minLength/maxLength/minItems/maxItems under constrained decoding: no empty drafts,
+    # and a small model that rambles is cut off instead of running to max_tokens.
     request: str = Field(
         min_length=30,
+        max_length=1200,
         description="The user's first-person request in the persona's voice, with concrete names, numbers, paths.",
     )
-    deliverable: str = Field(min_length=10, description="What exactly must exist or be true when the work is done.")
-    workspace: list[str] = Field(
+    deliverable: str = Field(
+        min_length=10, max_length=600, description="What exactly must exist or be true when the work is done."
+    )
+    workspace: list[Annotated[str, Field(max_length=300)]] = Field(
         min_length=1,
+        max_length=8,
         description="What the workspace is assumed to already contain (files, repos, services), one item each.",
     )
 
