@@ -17,15 +17,18 @@ import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ise.config import load_config
 from ise.jsonl import read_records, write_atomic
 from ise.records import Completion, Message, ToolCall, ToolSpec, Trace, Usage
-from ise.stages.execute import docker_sandboxes, run_execute
+from ise.sandbox.base import Sandbox
+from ise.stages.execute import SandboxFactory, docker_sandboxes, run_execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from execute_support import bash, call, make_plan, results_this_turn, sim_turn, user_turn
@@ -81,14 +84,35 @@ def user_reply(messages: Sequence[Message]) -> dict[str, Any]:
 
 
 class CpuMeter:
-    """CPU seconds spent by ise itself, by the engine (dockerd, containerd and its shims) and inside containers."""
+    """CPU seconds spent by ise itself, by the engine's daemons (dockerd, containerd) and inside our containers.
+
+    Containers are measured one by one (their cgroup, read just before removal), so other containers on the
+    machine do not count. The daemons serve everyone: on a shared machine their figure includes others' work."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.containers_s = 0.0
 
     def read(self) -> tuple[float, float, float]:
         own = resource.getrusage(resource.RUSAGE_SELF)
-        return own.ru_utime + own.ru_stime, _engine_cpu(), _containers_cpu()
+        with self._lock:
+            return own.ru_utime + own.ru_stime, _daemons_cpu(), self.containers_s
+
+    def wrap(self, factory: SandboxFactory) -> SandboxFactory:
+        @contextmanager
+        def measured() -> Iterator[Sandbox]:
+            with factory() as sandbox:
+                try:
+                    yield sandbox
+                finally:
+                    used = _container_cpu(getattr(sandbox, "container_id", ""))
+                    with self._lock:
+                        self.containers_s += used
+
+        return measured
 
 
-def _engine_cpu() -> float:
+def _daemons_cpu() -> float:
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -97,20 +121,23 @@ def _engine_cpu() -> float:
         except OSError:
             continue
         name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if name.startswith(("dockerd", "containerd")):
-            total += sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+        if name in ("dockerd", "containerd"):  # not the per-container shims: they exit and take their count along
+            total += sum(int(f) for f in fields[11:13]) / ticks  # utime stime
     return total
 
 
-def _containers_cpu() -> float:
-    """The engine's cgroup keeps counting after its containers are gone (cgroup v1 cpuacct; v2 cpu.stat)."""
-    v1 = Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage")
-    if v1.exists():
-        return int(v1.read_text()) / 1e9
-    v2 = Path("/sys/fs/cgroup/system.slice/cpu.stat")
-    if v2.exists():
-        return int(v2.read_text().split()[1]) / 1e6
-    return float("nan")
+def _container_cpu(container_id: str) -> float:
+    for path in (
+        Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage"),  # cgroup v1
+        Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat"),  # v2, systemd driver
+        Path(f"/sys/fs/cgroup/docker/{container_id}/cpu.stat"),  # v2, cgroupfs driver
+    ):
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        return int(text) / 1e9 if path.name == "cpuacct.usage" else int(text.split()[1]) / 1e6
+    return 0.0
 
 
 def measure(
@@ -129,7 +156,7 @@ def measure(
     meter = CpuMeter()
     with docker_sandboxes(config) as factory:
         before, started = meter.read(), time.monotonic()
-        stats = run_execute(plans_path, output, config, llms=llms, sandbox_factory=factory)
+        stats = run_execute(plans_path, output, config, llms=llms, sandbox_factory=meter.wrap(factory))
         elapsed, after = time.monotonic() - started, meter.read()
     cpu = (
         (after[0] - before[0]) / trajectories,
@@ -185,8 +212,8 @@ def print_table(rows: list[Row], *, latency_ms: float, pool: bool, load_before: 
             f"{workers:>7} {count:>5} {seconds:>8.1f} {rate:>10.0f} {ideal:>10.0f} {rate / ideal:>8.0%} "
             f"{rate / (base_rate * workers):>9.0%} {split:>22} {cores / per_traj * 3600:>9.0f}"
         )
-    print("CPU s/traj: ise / engine (dockerd, containerd) / inside containers. cpu cap/h: the rate at which that")
-    print("cost alone saturates this machine's cores (other work on the machine lowers it further).")
+    print("CPU s/traj: ise / engine daemons (dockerd, containerd; they also serve any other containers running) /")
+    print("inside our containers. cpu cap/h: the rate at which that cost alone saturates this machine's cores.")
 
 
 if __name__ == "__main__":
