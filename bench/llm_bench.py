@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 import urllib.request
@@ -100,34 +101,32 @@ def bench(model: str, repeats: int, threads: int) -> None:
         starts.append(server.start_s)
         server.stop()
     print(f"\n{model} ({threads or available_cores()} threads), medians of {repeats}")
-    print(f"  server start to healthy        {statistics.median(starts):7.2f} s")
+    show("server start to healthy", f"{statistics.median(starts):7.2f} s")
 
     llm = EmbeddedLLM(EmbeddedBackend(model=model, n_ctx=8192, threads=threads))
     try:
         server = llm.server
         free = [generation(server, 128, constrained=False) for _ in range(repeats)]
+        free_rate = median(free, "gen_tok_s")
+        show("prompt processing, short", f"{median(free, 'prompt_tok_s'):7.1f} tok/s")
+        show("generation, free text", f"{free_rate:7.1f} tok/s")
         json_schema = [generation(server, 128, constrained=True) for _ in range(repeats)]
+        json_rate = median(json_schema, "gen_tok_s")
+        show("generation, json_schema", f"{json_rate:7.1f} tok/s   ratio constrained/free {json_rate / free_rate:.2f}")
         cache = [prefix_cache(server) for _ in range(repeats)]
+        tokens = int(median(cache, "prompt_tokens"))
+        show("prompt processing, long", f"{median(cache, 'prompt_tok_s'):7.1f} tok/s ({tokens} tokens)")
+        cold, warm = median(cache, "cold_s"), median(cache, "warm_s")
+        show("long prompt cold / cached", f"{cold:7.2f} s / {warm:.2f} s   speed-up {cold / warm:.1f}x")
         calls = [tool_call_latency(llm) for _ in range(repeats)]
+        used = int(median(calls, "completion_tokens"))
+        show("one constrained tool call", f"{median(calls, 'wall_s'):7.2f} s ({used} tokens)")
     finally:
         llm.close()
 
-    free_rate, json_rate = median(free, "gen_tok_s"), median(json_schema, "gen_tok_s")
-    print(f"  prompt processing              {median(free, 'prompt_tok_s'):7.1f} tok/s (short prompt)")
-    print(
-        f"  prompt processing, long        {median(cache, 'prompt_tok_s'):7.1f} tok/s "
-        f"({int(median(cache, 'prompt_tokens'))} tokens)"
-    )
-    print(f"  generation, free text          {free_rate:7.1f} tok/s")
-    print(
-        f"  generation, json_schema        {json_rate:7.1f} tok/s   ratio constrained/free {json_rate / free_rate:.2f}"
-    )
-    cold, warm = median(cache, "cold_s"), median(cache, "warm_s")
-    print(f"  long prompt cold / cached      {cold:7.2f} s / {warm:.2f} s   speed-up {cold / warm:.1f}x")
-    print(
-        f"  one constrained tool call      {median(calls, 'wall_s'):7.2f} s "
-        f"({int(median(calls, 'completion_tokens'))} tokens)"
-    )
+
+def show(label: str, figure: str) -> None:
+    print(f"  {label:<30} {figure}", flush=True)
 
 
 def main() -> None:
@@ -136,6 +135,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average at start: {load} on {available_cores()} cores (other work skews every figure)")
     for model in MODELS if args.model == "all" else [args.model]:
         try:
             fetch_model(model)
