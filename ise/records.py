@@ -216,6 +216,9 @@ class Plan(Record):
     perturbations: list[Perturbation] = Field(default_factory=list)
     checks: list[Check]
     budgets: Budgets
+    solution: list[str] = Field(default_factory=list)
+    """Reference shell per milestone, run in order as the agent, that the dry run saw turn every check green.
+    For audit and re-validation only: never shown to the agent or the user simulator."""
     attempts: int = 1
     """LLM attempts it took to produce a plan that passed validation."""
     model: str = ""
