@@ -349,3 +349,25 @@ def test_a_plan_whose_world_cannot_be_built_is_an_infra_error_of_kind_setup(sand
     assert trace.infra_error.kind == "setup"
     assert trace.messages == []
     assert trace.steps == []
+
+
+def test_the_user_simulator_sees_what_really_ran_not_just_the_claim(sandboxes: SandboxFactory) -> None:
+    requests: list[str] = []
+    user = simple_user()
+
+    def watching_user(
+        messages: Sequence[Message], tools: Sequence[ToolSpec], schema: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        requests.append(messages[-1].content or "")
+        return user(messages, tools, schema)
+
+    agent = scripted_turns({1: [bash("wc -l < sales.cvs > count.txt"), {"content": "Done, count.txt is ready."}]})
+    run(make_plan(max_user_turns=1), agent, watching_user, sandboxes)
+
+    after_turn_1 = requests[1]
+    assert "AGENT: Done, count.txt is ready." in after_turn_1
+    assert (
+        "wc -l < sales.cvs > count.txt` -> exit 1 (bash: line 1: sales.cvs: No such file or directory)" in after_turn_1
+    )
+    assert "- NOT OK: count.txt holds 3" in after_turn_1
+    assert "You have no messages left" in after_turn_1  # the budget is spent: only a verdict is asked for

@@ -363,11 +363,11 @@ def execution_digest(episode: Episode, *, since: int, turn: int) -> str:
     if changed:
         lines.append("Files changed: " + ", ".join(changed[:20]) + (" ..." if len(changed) > 20 else ""))
     if episode.probes and episode.probes[-1].turn == turn - 1:
-        probe = episode.probes[-1]
-        results = "; ".join(f"{r.id}: {'passed' if r.passed else 'FAILED'}" for r in probe.results)
-        check_text = {c.id: c.description for c in episode.plan.checks}
-        details = "; ".join(f"{r.id} = {check_text.get(r.id, '')}" for r in probe.results)
-        lines.append(f"Checks for the current milestone ({probe.milestone}): {results} ({details})")
+        described = {c.id: c.description for c in episode.plan.checks}
+        lines.append("Checked on your machine afterwards:")
+        lines += [
+            f"- {'ok' if r.passed else 'NOT OK'}: {described.get(r.id, r.id)}" for r in episode.probes[-1].results
+        ]
     return "\n".join(lines)
 
 
