@@ -77,6 +77,11 @@ class SimulateConfig(Record):
     (the sandbox's read-only root still limits what can be written)."""
     check_timeout_s: float = Field(default=10.0, gt=0)
     """Per check, perturbation and trigger condition in the dry run (the setup script has sandbox.setup_timeout_s)."""
+    verify_solution: bool = True
+    """The model also writes a reference solution per milestone; a second sandbox runs it and every check must
+    pass afterwards, so checks are proven satisfiable as well as failing at first."""
+    solution_timeout_s: float = Field(default=30.0, gt=0)
+    """Per milestone's reference solution."""
 
 
 class ExecuteConfig(Record):

@@ -1,12 +1,16 @@
-"""Is a plan runnable and meaningful? Static checks first (cheap), then a dry run in a real fresh sandbox.
+"""Is a plan runnable and meaningful? Static checks first (cheap), then dry runs in real fresh sandboxes.
 
-Dry-run order, all in one container: seed files and dirs -> setup script (must exit 0) -> the paths the intent
-mentions must exist -> every success check must FAIL (a check that already passes proves nothing) -> every
-trigger condition must run -> every perturbation must exit 0, in the order it would fire in an episode -> nothing
-was written outside the allowed roots. Perturbations go after the checks so the checks see the pristine initial
-state, and in firing order so a perturbation that depends on an earlier one (move, then chmod the moved file) is
-tried the way the episode will run it. One container keeps a dry run to a couple of seconds.
-"""
+Sandbox one, the initial state: seed files and dirs -> setup script (must exit 0) -> the paths the intent mentions
+must exist -> every success check must FAIL (a check that already passes proves nothing) and must not change the
+workspace (checks only look) -> every trigger condition must run -> every perturbation must exit 0, in the order
+it would fire in an episode -> nothing was written outside the allowed roots. Perturbations go after the checks
+so the checks see the pristine initial state, and in firing order so a perturbation that depends on an earlier one
+(move, then chmod the moved file) is tried the way the episode will run it.
+
+Sandbox two, the solved state (when the plan carries a reference solution): seed and setup again, run each
+milestone's solution as the agent, and every check must now PASS. Together the two prove each check can tell
+undone work from done work. A second container costs about a second; sharing one would let perturbations and
+the solution trip over each other."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from typing import Literal
 
 from ise.config import SimulateConfig
 from ise.records import Fixtures, Intent, Plan
-from ise.sandbox.base import ExecResult, Sandbox, SandboxError
+from ise.sandbox.base import ExecResult, FileEntry, Sandbox, SandboxError
 
 SandboxFactory = Callable[[], AbstractContextManager[Sandbox]]
 """Opens a fresh sandbox; the dry run closes it."""
@@ -42,6 +46,8 @@ ProblemKind = Literal[
     "consistency",
     "check_passes",
     "check_broken",
+    "check_writes",
+    "solution",
     "trigger",
     "perturbation",
     "scope",
@@ -251,14 +257,32 @@ def _path_problems(what: str, path: str, mode: str, roots: list[str] | None) -> 
     return problems
 
 
+_TILDE = re.compile(r"(?<![\w/.~$-])~(?=/|\s|$)")
+
+
+def root_home(script: str) -> str:
+    """Root's ~ is /root; in a plan it always means the agent's home, so spell that out."""
+    return _TILDE.sub(AGENT_HOME, script)
+
+
 def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
+    problems = _root_tilde_problems(plan)
+    if plan.solution and len(plan.solution) != len(plan.user.milestones):
+        problems.append(
+            Problem("structure", f"{len(plan.solution)} solutions for {len(plan.user.milestones)} milestones")
+        )
+    problems += [
+        Problem("solution", f"the solution of milestone {m.id} is empty")
+        for m, script in zip(plan.user.milestones, plan.solution, strict=False)
+        if not script.strip()
+    ]
     scripts = [("setup script", plan.fixtures.setup_script or "")]
     scripts += [(f"check {c.id}", c.command) for c in plan.checks]
     for p in plan.perturbations:
         scripts.append((f"perturbation {p.id}", p.script))
         if p.when is not None:
             scripts.append((f"perturbation {p.id} condition", p.when))
-    problems: list[Problem] = []
+    scripts += [(f"solution {i}", script) for i, script in enumerate(plan.solution, start=1)]
     for name, text in scripts:
         if len(text.encode("utf-8")) > cfg.max_script_bytes:
             problems.append(Problem("size", f"{name} is longer than {cfg.max_script_bytes} bytes"))
@@ -267,6 +291,17 @@ def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
         if reason := _needs_network(text):
             problems.append(Problem("network", f"{name} needs the network ({reason}); the sandbox has none"))
     return problems
+
+
+def _root_tilde_problems(plan: Plan) -> list[Problem]:
+    """Checks and perturbations run as root, whose ~ is /root, not the agent's home."""
+    scripts = [(f"check {c.id}", c.command) for c in plan.checks]
+    scripts += [(f"perturbation {p.id}", f"{p.script}\n{p.when or ''}") for p in plan.perturbations]
+    return [
+        Problem("path", f"{name} runs as root, where ~ is /root: write {AGENT_HOME} instead")
+        for name, text in scripts
+        if _TILDE.search(text)
+    ]
 
 
 def _needs_network(script: str) -> str | None:
@@ -347,6 +382,7 @@ def _exists_test(token: str) -> str:
 
 def _checks(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
     problems: list[Problem] = []
+    before = sandbox.snapshot()
     for check in plan.checks:
         result = _root(sandbox, check.command, cfg.check_timeout_s)
         name = f"check {check.id} ({check.command!r})"
@@ -362,7 +398,20 @@ def _checks(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
                     "it must test the result of the task",
                 )
             )
+    if changed := _changed(before, sandbox.snapshot()):
+        problems.append(
+            Problem("check_writes", f"the checks changed {', '.join(changed[:5])}; a check must only look, not write")
+        )
     return problems
+
+
+_HOUSEKEEPING = re.compile(r"/(?:\.git|__pycache__|\.pytest_cache)(?:/|$)")
+"""Written by commands that only read (git status refreshes its index, python caches bytecode)."""
+
+
+def _changed(before: dict[str, FileEntry], after: dict[str, FileEntry]) -> list[str]:
+    paths = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    return [path for path in paths if not _HOUSEKEEPING.search(path)]
 
 
 def check_passes(expect_exit: int, expect_stdout: str | None, result: ExecResult) -> bool:
@@ -408,11 +457,48 @@ def _tail(result: ExecResult, limit: int = 400) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
+def solution_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
+    """In a fresh sandbox: run every milestone's solution as the agent, then every check must pass."""
+    if problem := _seed(sandbox, plan.fixtures, "setup", "fixtures and setup could not be applied"):
+        return [problem]
+    for milestone, script in zip(plan.user.milestones, plan.solution, strict=True):
+        result = sandbox.exec(script, timeout_s=cfg.solution_timeout_s, user="agent")
+        if result.timed_out or result.exit_code != 0:
+            how = (
+                f"did not finish in {cfg.solution_timeout_s:g} s" if result.timed_out else f"exited {result.exit_code}"
+            )
+            return [Problem("solution", f"the solution of milestone {milestone.id} {how}: {_tail(result)}")]
+    problems: list[Problem] = []
+    for check in plan.checks:
+        result = _root(sandbox, check.command, cfg.check_timeout_s)
+        if not check_passes(check.expect_exit, check.expect_stdout, result):
+            wanted = f"exit {check.expect_exit}" + (
+                f" and {check.expect_stdout!r} in stdout" if check.expect_stdout else ""
+            )
+            got = f"exit {result.exit_code}, stdout {_clip(result.stdout)!r}, stderr {_clip(result.stderr)!r}"
+            problems.append(
+                Problem(
+                    "solution",
+                    f"check {check.id} ({check.command!r}) still fails after the solution ran: wanted {wanted}, "
+                    f"got {got}; fix the check or the solution",
+                )
+            )
+    return problems
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def validate(plan: Plan, sandbox_factory: SandboxFactory, cfg: SimulateConfig) -> Validation:
-    """Static checks, then (only if they pass) a dry run in a fresh sandbox."""
+    """Static checks, then (only if they pass) the dry run and, given a solution, the solved run."""
     started = time.monotonic()
     problems = static_problems(plan, cfg)
     if not problems:
         with sandbox_factory() as sandbox:
             problems = dry_run(plan, sandbox, cfg)
+        if plan.solution and not any(p.kind in ("fixture", "setup") for p in problems):
+            with sandbox_factory() as sandbox:
+                problems += solution_run(plan, sandbox, cfg)
     return Validation(problems=problems, seconds=time.monotonic() - started)

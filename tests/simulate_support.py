@@ -49,6 +49,8 @@ GOOD_WORLD: dict[str, Any] = {
     "milestones": [
         {
             "ask": "count the 500s per endpoint into report/errors.csv",
+            "solution": "mkdir -p report\n"
+            "awk '$4 == 500 {n[$3]++} END {for (e in n) print e \",\" n[e]}' logs/app.log > report/errors.csv",
             "checks": [
                 {
                     "description": "checkout counted",
@@ -60,6 +62,7 @@ GOOD_WORLD: dict[str, Any] = {
         },
         {
             "ask": "now log them in the incidents table",
+            "solution": "sqlite3 shop.db \"INSERT INTO incidents VALUES ('/api/checkout', 1)\"",
             "checks": [
                 {
                     "description": "one incident",

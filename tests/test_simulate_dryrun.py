@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
+import jinja2
 import pytest
-from simulate_support import docker_sandboxes, good_plan
+from simulate_support import docker_sandboxes, good_plan, intent
 
 from ise.config import SimulateConfig
 from ise.plan_validation import SandboxFactory, validate
 from ise.records import Check, FileFixture, Perturbation, Plan
 from ise.sandbox.base import SandboxError
 from ise.sandbox.config import SandboxConfig
+from ise.stages.simulate import PROMPTS_DIR, WorldDraft, plan_from_draft
 
 pytestmark = pytest.mark.docker
 
@@ -63,16 +66,55 @@ def test_a_check_that_already_passes_is_rejected(plan: Plan, sandboxes: SandboxF
 
 def test_a_check_that_cannot_run_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
     plan = with_checks(plan, Check(id="c4", description="lint", command="shellcheck /workspace/run.sh"))
-    [(kind, message)] = problems_of(plan, sandboxes)
+    [(kind, message), (then, after_solution)] = problems_of(plan, sandboxes)
     assert kind == "check_broken"
     assert "check c4 ('shellcheck /workspace/run.sh') cannot run (exit 127)" in message
     assert "shellcheck: command not found" in message
+    assert then == "solution"
+    assert after_solution.startswith("check c4 ('shellcheck /workspace/run.sh') still fails after the solution ran")
+
+
+def test_a_check_that_writes_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
+    """It would also disturb the checks after it: checks only look."""
+    writer = Check(
+        id="c4", description="d", command="echo x >> /workspace/report.txt; grep -q done /workspace/report.txt"
+    )
+    [(kind, message), _] = problems_of(with_checks(plan, writer), sandboxes)
+    assert (kind, message) == (
+        "check_writes",
+        "the checks changed /workspace/report.txt; a check must only look, not write",
+    )
+
+
+def test_git_housekeeping_by_a_reading_check_is_not_a_write(plan: Plan, sandboxes: SandboxFactory) -> None:
+    reader = Check(id="c4", description="d", command="cd /home/agent/shop && git status --short && test -f NEWS")
+    solution = [*plan.solution[:-1], plan.solution[-1] + "touch /home/agent/shop/NEWS\n"]
+    assert problems_of(with_checks(plan, reader).model_copy(update={"solution": solution}), sandboxes) == []
+
+
+def test_a_check_the_solution_cannot_satisfy_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
+    """It fails at first, as it should, but it would fail forever: it proves nothing either."""
+    wrong = Check(id="c4", description="d", command="grep -qx '/api/cart,1' /workspace/report/errors.csv")
+    [(kind, message)] = problems_of(with_checks(plan, wrong), sandboxes)
+    assert kind == "solution"
+    assert message == (
+        "check c4 (\"grep -qx '/api/cart,1' /workspace/report/errors.csv\") still fails after the solution ran: "
+        "wanted exit 0, got exit 1, stdout '', stderr ''; fix the check or the solution"
+    )
+
+
+def test_a_solution_that_fails_is_rejected_with_its_error(plan: Plan, sandboxes: SandboxFactory) -> None:
+    broken = plan.model_copy(update={"solution": ["awk -f /workspace/count.awk logs/app.log", plan.solution[1]]})
+    [(kind, message)] = problems_of(broken, sandboxes)
+    assert kind == "solution"
+    assert message.startswith("the solution of milestone m1 exited 2: awk: fatal: cannot open source file")
 
 
 def test_checks_see_the_initial_state_before_any_perturbation(plan: Plan, sandboxes: SandboxFactory) -> None:
     """p1 renames app.log to app.log.1: a check for app.log.1 would pass if perturbations ran first."""
     plan = with_checks(plan, Check(id="c4", description="rotated", command="test -f /workspace/logs/app.log.1"))
-    assert problems_of(plan, sandboxes) == []
+    solution = [*plan.solution[:-1], plan.solution[-1] + "cp logs/app.log logs/app.log.1\n"]
+    assert problems_of(plan.model_copy(update={"solution": solution}), sandboxes) == []
 
 
 def test_a_fixture_that_cannot_be_written_is_rejected_with_its_error(plan: Plan, sandboxes: SandboxFactory) -> None:
@@ -156,3 +198,20 @@ def test_a_sandbox_that_breaks_is_an_infrastructure_error_not_a_plan_problem(
     plan = plan.model_copy(update={"fixtures": plan.fixtures.model_copy(update={"setup_script": script})})
     with pytest.raises(SandboxError):
         validate(plan, sandboxes, CFG)
+
+
+def test_the_prompts_worked_example_is_itself_a_valid_plan(plan: Plan, sandboxes: SandboxFactory) -> None:
+    """What the small model imitates must pass the same validation it will face."""
+    example = intent().model_copy(
+        update={
+            "request": "The nightly export in ~/jobs/export.sh stopped working; it should write "
+            "/workspace/exports/orders.csv from orders.db with only the paid orders.",
+            "workspace": ["the export script ~/jobs/export.sh", "orders.db, a sqlite database of orders"],
+            "complexity": "medium",
+        }
+    )
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined)
+    answer = json.loads(env.get_template("plan_example.jinja").render(with_card=False))
+    draft = plan_from_draft(example, WorldDraft.model_validate(answer), None, CFG, attempts=1, model="")
+    validation = validate(draft, sandboxes, CFG)
+    assert validation.problems == []

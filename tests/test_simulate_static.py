@@ -84,7 +84,8 @@ def test_milestone_checks_must_exist_and_ids_be_unique(plan: Plan) -> None:
 
 def test_a_milestone_without_checks_is_rejected(plan: Plan) -> None:
     milestones = [*plan.user.milestones, Milestone(id="m3", ask="and then?", checks=[])]
-    broken = plan.model_copy(update={"user": plan.user.model_copy(update={"milestones": milestones})})
+    user = plan.user.model_copy(update={"milestones": milestones})
+    broken = plan.model_copy(update={"user": user, "solution": [*plan.solution, "true"]})
     assert [str(p) for p in static_problems(broken, SimulateConfig())] == ["milestone m3 has no success check"]
 
 
@@ -167,6 +168,23 @@ def test_broken_fixture_fields_are_caught_before_any_sandbox(plan: Plan) -> None
     ]
 
 
+def test_root_run_scripts_must_not_use_tilde(plan: Plan) -> None:
+    checks = [*plan.checks, Check(id="c4", description="d", command="test -f ~/shop/NEWS")]
+    perturbations = [*plan.perturbations, Perturbation(id="p3", description="d", script="rm ~/x", at_user_turn=2)]
+    broken = plan.model_copy(update={"checks": checks, "perturbations": perturbations})
+    assert [str(p) for p in static_problems(broken, SimulateConfig())] == [
+        "check c4 runs as root, where ~ is /root: write /home/agent instead",
+        "perturbation p3 runs as root, where ~ is /root: write /home/agent instead",
+    ]
+
+
+def test_solutions_match_the_milestones(plan: Plan) -> None:
+    short = plan.model_copy(update={"solution": plan.solution[:1]})
+    assert [str(p) for p in static_problems(short, SimulateConfig())] == ["1 solutions for 2 milestones"]
+    empty = plan.model_copy(update={"solution": [plan.solution[0], "  "]})
+    assert [str(p) for p in static_problems(empty, SimulateConfig())] == ["the solution of milestone m2 is empty"]
+
+
 # --- drafts -> plans ---------------------------------------------------------------------------------------------
 
 
@@ -188,6 +206,7 @@ def test_a_draft_becomes_a_plan_with_ids_paths_and_setup_filled_in(plan: Plan) -
     assert [f.path for f in result.fixtures.files] == ["/home/agent/jobs/export.sh", "/workspace/schema.sql"]
     assert [f.mode for f in result.fixtures.files] == ["0644", "0644"]
     assert [(m.id, m.checks) for m in result.user.milestones] == [("m1", ["m1c1"]), ("m2", ["m2c1", "m2c2"])]
+    assert result.solution == [m["solution"] for m in example_answer(with_card=False)["milestones"]]
     assert [(c.id, c.expect_exit, c.expect_stdout) for c in result.checks] == [
         ("m1c1", 0, None),
         ("m2c1", 0, "2"),
@@ -213,6 +232,30 @@ def test_a_condition_replaces_the_turn_and_turns_are_clamped(plan: Plan) -> None
         plan.intent, WorldDraft.model_validate(answer), None, SimulateConfig(), attempts=1, model=""
     )
     assert [(p.at_user_turn, p.when) for p in result.perturbations] == [(None, "test -f /workspace/out"), (5, None)]
+
+
+def test_tilde_in_root_run_scripts_means_the_agents_home(plan: Plan) -> None:
+    answer = example_answer(with_card=False)
+    answer["milestones"][0]["checks"][0]["command"] = "test -x ~/jobs/export.sh && ls ~ && echo '~user' $HOME/~"
+    answer["perturbations"][0] |= {"script": "mv ~/jobs /tmp/", "when": "test -d ~/jobs"}
+    answer["setup_as_root"] = "chmod 600 ~/jobs/export.sh"
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(answer), None, SimulateConfig(), attempts=1, model=""
+    )
+    assert result.checks[0].command == "test -x /home/agent/jobs/export.sh && ls /home/agent && echo '~user' $HOME/~"
+    assert (result.perturbations[0].script, result.perturbations[0].when) == (
+        "mv /home/agent/jobs /tmp/",
+        "test -d /home/agent/jobs",
+    )
+    assert (result.fixtures.setup_script or "").endswith("cd /workspace\nchmod 600 /home/agent/jobs/export.sh")
+    assert "~/jobs" in result.solution[0]  # the solution runs as the agent: its ~ is right
+    no_solution = SimulateConfig(verify_solution=False)
+    assert (
+        plan_from_draft(
+            plan.intent, WorldDraft.model_validate(answer), None, no_solution, attempts=1, model=""
+        ).solution
+        == []
+    )
 
 
 def test_budgets_come_from_complexity_with_room_for_every_milestone() -> None:

@@ -22,10 +22,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jinja2
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from rich.console import Console
 from rich.table import Table
 
@@ -34,7 +34,15 @@ from ise.errors import IseError
 from ise.jsonl import read_dicts, read_records
 from ise.llm.base import LLM, LLMError
 from ise.llm.structured import StructuredOutputError, chat_json
-from ise.plan_validation import AGENT_HOME, WORKSPACE, Problem, SandboxFactory, resolve_path, validate
+from ise.plan_validation import (
+    AGENT_HOME,
+    WORKSPACE,
+    Problem,
+    SandboxFactory,
+    resolve_path,
+    root_home,
+    validate,
+)
 from ise.records import (
     Budgets,
     Check,
@@ -55,41 +63,59 @@ from ise.sandbox.base import Sandbox
 
 # --- what the LLM writes ----------------------------------------------------------------------------------------
 # Every field is required (empty string = "none") so constrained decoders always emit the same shape as the
-# prompt's example; lengths and counts are capped so a looping small model cannot run away.
+# prompt's example. String lengths are checked after parsing rather than put in the schema: llama.cpp turns a
+# maxLength into a counted repetition in its grammar and refuses (or crawls through) large ones. Counts of items
+# are small, so they stay in the schema.
+
+
+def _at_most(limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        if len(value) > limit:
+            raise ValueError(f"at most {limit} characters, got {len(value)}")
+        return value
+
+    return AfterValidator(check)
+
+
+Short = Annotated[str, _at_most(300)]
+Line = Annotated[str, _at_most(800)]
+Script = Annotated[str, _at_most(3000)]
+Content = Annotated[str, _at_most(6000)]
 
 
 class FileDraft(Record):
-    path: str = Field(max_length=160, description="Relative to /workspace, or ~/... for the agent's home.")
-    content: str = Field(max_length=4000, description="Full, realistic content.")
+    path: Short = Field(description="Relative to /workspace, or ~/... for the agent's home.")
+    content: Content = Field(description="Full, realistic content.")
     executable: bool
 
 
 class CheckDraft(Record):
-    description: str = Field(max_length=200)
-    command: str = Field(max_length=600, description="Shell, run as root after the work; must fail before it.")
+    description: Short
+    command: Line = Field(description="Shell, run as root after the work; must fail before it.")
     expect_exit: int = Field(ge=0, le=255)
-    expect_stdout: str = Field(max_length=200, description="Text stdout must contain; empty for none.")
+    expect_stdout: Short = Field(description="Text stdout must contain; empty for none.")
 
 
 class MilestoneDraft(Record):
-    ask: str = Field(max_length=600, description="What the user writes to the agent for this step.")
+    ask: Line = Field(description="What the user writes to the agent for this step.")
+    solution: Script = Field(description="Shell, run as the agent in /workspace, that does this step.")
     checks: list[CheckDraft] = Field(min_length=1, max_length=3)
 
 
 class PerturbationDraft(Record):
-    description: str = Field(max_length=200)
-    script: str = Field(max_length=600, description="Shell run as root; must succeed.")
+    description: Short
+    script: Line = Field(description="Shell run as root; must succeed.")
     at_user_turn: int = Field(ge=1, le=20, description="Fires right after this user message.")
-    when: str = Field(max_length=300, description="Or a shell condition that fires it; empty for none.")
+    when: Line = Field(description="Or a shell condition that fires it; empty for none.")
 
 
 class WorldDraft(Record):
     """Part one: the world the request assumes, and how to tell that the work is done."""
 
-    goal: str = Field(max_length=600)
+    goal: Line
     files: list[FileDraft] = Field(min_length=1, max_length=10)
-    setup_as_agent: str = Field(max_length=2000, description="Shell run as the agent in /workspace after files.")
-    setup_as_root: str = Field(max_length=2000, description="Shell run as root after that.")
+    setup_as_agent: Script = Field(description="Shell run as the agent in /workspace after files.")
+    setup_as_root: Script = Field(description="Shell run as root after that.")
     milestones: list[MilestoneDraft] = Field(min_length=1, max_length=6)
     perturbations: list[PerturbationDraft] = Field(max_length=3)
 
@@ -97,17 +123,17 @@ class WorldDraft(Record):
 class CardDraft(Record):
     """Part two: how the simulated user behaves."""
 
-    voice: str = Field(max_length=400)
+    voice: Line
     hidden_facts: list[HiddenFact] = Field(max_length=4)
-    on_failure: str = Field(max_length=300)
-    on_question: str = Field(max_length=300)
-    on_partial: str = Field(max_length=300)
+    on_failure: Line
+    on_question: Line
+    on_partial: Line
 
 
 class PlanDraft(WorldDraft):
     """The whole plan in one answer (when `two_part` is off); reactions keep the UserCard defaults."""
 
-    voice: str = Field(max_length=400)
+    voice: Line
     hidden_facts: list[HiddenFact] = Field(max_length=4)
 
 
@@ -179,7 +205,7 @@ def setup_script(as_agent: str, as_root: str) -> str | None:
             f"GIT_COMMITTER_NAME=dev GIT_COMMITTER_EMAIL=dev@example.com bash -ec {shlex.quote(agent_part)}"
         )
     if as_root.strip():
-        parts.append(f"cd {WORKSPACE}\n{as_root.strip()}")
+        parts.append(f"cd {WORKSPACE}\n{root_home(as_root.strip())}")
     return "\n".join(parts) if len(parts) > 1 else None
 
 
@@ -196,7 +222,7 @@ def plan_from_draft(
             Check(
                 id=check_id,
                 description=c.description,
-                command=c.command,
+                command=root_home(c.command),
                 expect_exit=c.expect_exit,
                 expect_stdout=c.expect_stdout or None,
             )
@@ -206,9 +232,9 @@ def plan_from_draft(
         Perturbation(
             id=f"p{index}",
             description=p.description,
-            script=p.script,
+            script=root_home(p.script),
             at_user_turn=None if p.when.strip() else min(p.at_user_turn, budgets.max_user_turns),
-            when=p.when.strip() or None,
+            when=root_home(p.when.strip()) or None,
         )
         for index, p in enumerate(world.perturbations, start=1)
     ]
@@ -225,6 +251,7 @@ def plan_from_draft(
         perturbations=perturbations,
         checks=checks,
         budgets=budgets,
+        solution=[m.solution for m in world.milestones] if cfg.verify_solution else [],
         attempts=attempts,
         model=model,
     )
