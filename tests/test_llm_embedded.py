@@ -51,9 +51,9 @@ AGENT = Message(role="system", content="You are a shell agent in a Linux workspa
 
 class Ticket(BaseModel):
     # Bounded sizes keep generation short (and show that the bounds are enforced while decoding).
-    title: str = Field(max_length=80)
+    title: str = Field(max_length=60)
     priority: Literal["low", "medium", "high"]
-    steps: list[Annotated[str, Field(max_length=80)]] = Field(min_length=1, max_length=3)
+    steps: list[Annotated[str, Field(max_length=60)]] = Field(min_length=1, max_length=2)
 
 
 @pytest.fixture(scope="module")
