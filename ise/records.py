@@ -110,15 +110,15 @@ class IntentDraft(Record):
     # and a small model that rambles is cut off instead of running to max_tokens.
     request: str = Field(
         min_length=30,
-        max_length=1200,
+        max_length=1000,
         description="The user's first-person request in the persona's voice, with concrete names, numbers, paths.",
     )
     deliverable: str = Field(
-        min_length=10, max_length=600, description="What exactly must exist or be true when the work is done."
+        min_length=10, max_length=400, description="What exactly must exist or be true when the work is done."
     )
-    workspace: list[Annotated[str, Field(max_length=300)]] = Field(
+    workspace: list[Annotated[str, Field(max_length=200)]] = Field(
         min_length=1,
-        max_length=8,
+        max_length=6,
         description="What the workspace is assumed to already contain (files, repos, services), one item each.",
     )
 

@@ -103,8 +103,10 @@ def intent_prompt(cell: IntentCell, taxonomy: Taxonomy) -> str:
 
 
 def intent_messages(cell: IntentCell, taxonomy: Taxonomy) -> list[Message]:
-    """One demonstration (from another domain than the cell's) and then the cell's own prompt."""
-    example = next(e for e in intent_examples() if e.domain != cell.domain)
+    """One demonstration and then the cell's own prompt. The demonstration is from another domain, and which one
+    varies with the cell, so what a small model borrows from it is spread over several examples."""
+    candidates = [example for example in intent_examples() if example.domain != cell.domain]
+    example = candidates[_call_seed(cell.id) % len(candidates)]
     shown = _render_prompt(
         persona=example.persona,
         role_hint=example.role_hint,
