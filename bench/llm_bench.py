@@ -29,7 +29,7 @@ RUN = ToolSpec(
 )
 LONG_PROMPT = "Here is a log excerpt to summarise.\n" + "\n".join(
     f"2026-05-{day:02d} 03:{minute:02d}:00 backup[{4000 + day}]: copied {day * minute} files to /srv/backup/{day}"
-    for day in range(1, 29)
+    for day in range(1, 11)
     for minute in range(0, 60, 10)
 )
 
