@@ -83,6 +83,27 @@ def run_stage(
     console = console or Console(stderr=True)
     started = time.monotonic()
     stop_requested.clear()
+    try:
+        _run(todo, process, output, stats, workers, description, label, max_consecutive_errors, console)
+    finally:
+        # Every worker has been joined by now: the stop signal has done its job and must not leak into the
+        # next stage run in this process.
+        stop_requested.clear()
+        stats.elapsed_s = time.monotonic() - started
+    return stats
+
+
+def _run(
+    todo: list[In],
+    process: Callable[[In], Out],
+    output: Path,
+    stats: RunStats,
+    workers: int,
+    description: str,
+    label: Callable[[Out], str] | None,
+    max_consecutive_errors: int,
+    console: Console,
+) -> None:
     consecutive = 0
     with (
         JsonlWriter(output) as out,
@@ -108,14 +129,11 @@ def run_stage(
                         stats.labels[label(result)] += 1
                 progress.update(task, advance=1, description=_describe(description, stats))
         except BaseException as exc:
-            stop_requested.set()
+            stop_requested.set()  # workers poll it and give up early
             pool.shutdown(wait=False, cancel_futures=True)
             if isinstance(exc, KeyboardInterrupt):
                 console.print(f"interrupted: {stats.ok} new records saved in {output}; rerun to resume")
             raise
-        finally:
-            stats.elapsed_s = time.monotonic() - started
-    return stats
 
 
 def _pending(inputs: Iterable[In], output: Path) -> tuple[list[In], RunStats]:
