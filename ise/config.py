@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -164,10 +165,28 @@ def load_config(sources: Sequence[str] = ()) -> Config:
             _set_dotted(tree, key.strip(), _parse_value(source, raw))
         else:
             _merge(tree, _read_yaml(Path(source)))
+    _inherit_backends(tree)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
         raise InputError(_describe(exc)) from None
+
+
+def _inherit_backends(tree: dict[str, Any]) -> None:
+    """`llm` without `kind` tunes the default (embedded) backend; a role override without `kind`, or with the same
+    kind, tunes `llm` (e.g. `models.user.temperature=0.2`); a role with another kind stands alone."""
+    llm = tree.get("llm")
+    if not isinstance(llm, dict):
+        return
+    llm.setdefault("kind", EmbeddedBackend().kind)
+    models = tree.get("models")
+    if not isinstance(models, dict):
+        return
+    for role, override in models.items():
+        if isinstance(override, dict) and override.get("kind", llm["kind"]) == llm["kind"]:
+            inherited = copy.deepcopy(llm)
+            _merge(inherited, override)
+            models[role] = inherited
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

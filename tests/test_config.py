@@ -87,3 +87,27 @@ def test_bad_files(tmp_path: Path) -> None:
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(InputError, match="must be a mapping"):
         load_config([str(listed)])
+
+
+def test_backend_fields_without_kind_tune_the_default_backend() -> None:
+    config = load_config(["llm.max_tokens=30"])
+    assert isinstance(config.llm, EmbeddedBackend)
+    assert config.llm.max_tokens == 30
+
+
+def test_role_override_inherits_the_shared_backend_unless_it_names_another_kind() -> None:
+    config = load_config(
+        [
+            "llm.kind=openai",
+            "llm.base_url=http://127.0.0.1:9/v1",
+            "llm.model=m",
+            "models.user.temperature=0.1",
+            "models.agent={kind: scripted}",
+        ]
+    )
+    user = config.llm_for("user")
+    assert isinstance(user, OpenAIBackend)
+    assert (user.base_url, user.model, user.temperature) == ("http://127.0.0.1:9/v1", "m", 0.1)
+    assert isinstance(config.llm, OpenAIBackend)
+    assert config.llm.temperature == 0.7  # the shared backend itself is untouched
+    assert isinstance(config.llm_for("agent"), ScriptedBackend)
