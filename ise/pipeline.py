@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
 
 from ise.config import Config
+from ise.llm.base import LLM
+
+Role = Literal["intents", "simulate", "agent", "user"]
 
 
 class RunLayout:
@@ -23,7 +28,10 @@ class RunLayout:
         self.viewer = run_dir / "viewer.html"
 
 
-def run_pipeline(config: Config, run_dir: Path, *, console: Console) -> RunLayout:
+def run_pipeline(
+    config: Config, run_dir: Path, *, console: Console, llms: Mapping[Role, LLM] | None = None
+) -> RunLayout:
+    """Run every stage; `llms` replaces the configured client of a role (tests, or clients built elsewhere)."""
     from ise.report import run_report
     from ise.stages.execute import run_execute
     from ise.stages.export import run_export
@@ -31,14 +39,16 @@ def run_pipeline(config: Config, run_dir: Path, *, console: Console) -> RunLayou
     from ise.stages.simulate import run_simulate
     from ise.viewer import run_viewer
 
+    given = dict(llms or {})
     layout = RunLayout(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     console.rule("1/4 intents")
-    run_intents(config, layout.intents, console=console)
+    run_intents(config, layout.intents, llm=given.get("intents"), console=console)
     console.rule("2/4 simulate")
-    run_simulate(layout.intents, layout.plans, config, console=console)
+    run_simulate(layout.intents, layout.plans, config, llm=given.get("simulate"), console=console)
     console.rule("3/4 execute")
-    run_execute(layout.plans, layout.traces, config, console=console)
+    pair = (given["agent"], given["user"]) if "agent" in given and "user" in given else None
+    run_execute(layout.plans, layout.traces, config, llms=pair, console=console)
     console.rule("4/4 export, report, viewer")
     if _stale(layout.dataset / "README.md", layout.traces):
         run_export(layout.traces, layout.dataset, config, console=console)
