@@ -36,7 +36,7 @@ demo: setup
 browser:
 	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
-test: setup browser
+test: setup browser lint
 	bash scripts/test.sh
 
 lint: venv

@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
-# Lint, type-check, then the whole suite. In CI (CI=true) a skipped test is a failure: Docker- and model-backed
+# The whole suite (`make test` lints and type-checks first). In CI (CI=true) a skipped test is a failure: Docker- and model-backed
 # tests must really run there. pytest's exit code 5 (no tests collected) is a failure too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/ruff check ise tests bench
-.venv/bin/ruff format --check ise tests bench
-.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest -ra -p no:cacheprovider "$@" | tee .pytest-output.txt
 rc=${PIPESTATUS[0]}
