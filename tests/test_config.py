@@ -24,7 +24,7 @@ def test_defaults_without_sources() -> None:
 def test_demo_config_loads() -> None:
     config = load_config([str(DEMO)])
     assert isinstance(config.llm, EmbeddedBackend)
-    assert config.intents.count == 20
+    assert config.intents.count == 3
     assert config.intents.taxonomy == Path("configs/taxonomy")
 
 
