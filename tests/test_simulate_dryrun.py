@@ -200,18 +200,26 @@ def test_a_sandbox_that_breaks_is_an_infrastructure_error_not_a_plan_problem(
         validate(plan, sandboxes, CFG)
 
 
-def test_the_prompts_worked_example_is_itself_a_valid_plan(plan: Plan, sandboxes: SandboxFactory) -> None:
+EXAMPLE_INTENTS = {
+    "logs": {
+        "request": "which IPs keep failing to log in? check ~/web/access.log and put them in /workspace/suspects.txt",
+        "workspace": ["the web server log ~/web/access.log"],
+        "complexity": "simple",
+    },
+    "export": {
+        "request": "The nightly export in ~/jobs/export.sh stopped working; it should write "
+        "/workspace/exports/orders.csv from orders.db with only the paid orders.",
+        "workspace": ["the export script ~/jobs/export.sh", "orders.db, a sqlite database of orders"],
+        "complexity": "medium",
+    },
+}
+
+
+@pytest.mark.parametrize("name", EXAMPLE_INTENTS)
+def test_the_prompts_worked_examples_are_themselves_valid_plans(name: str, sandboxes: SandboxFactory) -> None:
     """What the small model imitates must pass the same validation it will face."""
-    example = intent().model_copy(
-        update={
-            "request": "The nightly export in ~/jobs/export.sh stopped working; it should write "
-            "/workspace/exports/orders.csv from orders.db with only the paid orders.",
-            "workspace": ["the export script ~/jobs/export.sh", "orders.db, a sqlite database of orders"],
-            "complexity": "medium",
-        }
-    )
+    example = intent().model_copy(update=EXAMPLE_INTENTS[name])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined)
-    answer = json.loads(env.get_template("plan_example.jinja").render(with_card=False))
+    answer = json.loads(env.get_template(f"plan_example_{name}.jinja").render(with_card=False))
     draft = plan_from_draft(example, WorldDraft.model_validate(answer), None, CFG, attempts=1, model="")
-    validation = validate(draft, sandboxes, CFG)
-    assert validation.problems == []
+    assert validate(draft, sandboxes, CFG).problems == []

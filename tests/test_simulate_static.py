@@ -12,7 +12,7 @@ import yaml
 
 from ise.config import SimulateConfig
 from ise.plan_validation import Problem, mentioned_paths, resolve_path, static_problems
-from ise.records import Check, DirFixture, FileFixture, Milestone, Perturbation, Plan
+from ise.records import Check, Complexity, DirFixture, FileFixture, Milestone, Perturbation, Plan
 from ise.stages.simulate import (
     PROMPTS_DIR,
     CardDraft,
@@ -20,6 +20,7 @@ from ise.stages.simulate import (
     WorldDraft,
     budgets_for,
     card_messages,
+    draft_model,
     plan_from_draft,
     plan_messages,
     render,
@@ -188,15 +189,26 @@ def test_solutions_match_the_milestones(plan: Plan) -> None:
 # --- drafts -> plans ---------------------------------------------------------------------------------------------
 
 
-def example_answer(*, with_card: bool) -> dict[str, Any]:
+def example_answer(*, with_card: bool, name: str = "export") -> dict[str, Any]:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined)
-    answer: dict[str, Any] = json.loads(env.get_template("plan_example.jinja").render(with_card=with_card))
+    answer: dict[str, Any] = json.loads(env.get_template(f"plan_example_{name}.jinja").render(with_card=with_card))
     return answer
 
 
-def test_the_prompts_example_is_a_valid_draft_in_both_modes() -> None:
-    WorldDraft.model_validate(example_answer(with_card=False))
-    PlanDraft.model_validate(example_answer(with_card=True))
+@pytest.mark.parametrize(("name", "complexity"), [("logs", "simple"), ("export", "medium")])
+def test_the_prompts_examples_are_valid_drafts_in_both_modes(name: str, complexity: Complexity) -> None:
+    draft_model(complexity, with_card=False).model_validate(example_answer(with_card=False, name=name))
+    draft_model(complexity, with_card=True).model_validate(example_answer(with_card=True, name=name))
+
+
+def test_draft_schemas_leave_room_for_one_more_milestone_and_perturbation_than_asked() -> None:
+    for complexity, (milestones, perturbations) in {"simple": (2, 1), "medium": (3, 2), "complex": (4, 3)}.items():
+        schema = draft_model(complexity, with_card=False).model_json_schema()  # type: ignore[arg-type]
+        assert schema["title"] == "WorldDraft"
+        assert schema["properties"]["milestones"]["maxItems"] == milestones
+        assert schema["properties"]["perturbations"]["maxItems"] == perturbations
+        assert "maxLength" not in json.dumps(schema)  # llama.cpp refuses or crawls through long counted strings
+    assert issubclass(draft_model("simple", with_card=True), PlanDraft)
 
 
 def test_a_draft_becomes_a_plan_with_ids_paths_and_setup_filled_in(plan: Plan) -> None:

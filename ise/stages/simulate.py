@@ -22,10 +22,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import jinja2
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, create_model
 from rich.console import Console
 from rich.table import Table
 
@@ -113,7 +113,7 @@ class WorldDraft(Record):
     """Part one: the world the request assumes, and how to tell that the work is done."""
 
     goal: Line
-    files: list[FileDraft] = Field(min_length=1, max_length=10)
+    files: list[FileDraft] = Field(min_length=1, max_length=6)
     setup_as_agent: Script = Field(description="Shell run as the agent in /workspace after files.")
     setup_as_root: Script = Field(description="Shell run as root after that.")
     milestones: list[MilestoneDraft] = Field(min_length=1, max_length=6)
@@ -147,7 +147,22 @@ IMAGE_TOOLS = (
 """What the prompt promises the model; keep in line with sandbox_images/workspace."""
 
 _SHAPE: dict[Complexity, tuple[int, int]] = {"simple": (1, 0), "medium": (2, 1), "complex": (3, 2)}
-"""(milestones, perturbations) asked for per complexity level: a suggestion to the model, not a rule."""
+"""(milestones, perturbations) asked for per complexity level."""
+
+
+@cache
+def draft_model(complexity: Complexity, *, with_card: bool) -> type[WorldDraft]:
+    """The draft schema for one complexity level: room for the milestones and perturbations asked for plus one,
+    so a small model that starts repeating itself has to close the list instead of rambling to max_tokens."""
+    milestones, perturbations = _SHAPE[complexity]
+    base = PlanDraft if with_card else WorldDraft
+    shaped = create_model(
+        base.__name__,
+        __base__=base,
+        milestones=(list[MilestoneDraft], Field(min_length=1, max_length=milestones + 1)),
+        perturbations=(list[PerturbationDraft], Field(max_length=perturbations + 1)),
+    )
+    return cast(type[WorldDraft], shaped)  # a subclass of `base`; create_model's return type cannot say so
 
 
 @cache
@@ -310,7 +325,7 @@ class Simulator:
                 self.outcomes.append(outcome)
 
     def _plan(self, intent: Intent, outcome: Outcome) -> Plan:
-        draft_model: type[WorldDraft] = WorldDraft if self.cfg.two_part else PlanDraft
+        schema = draft_model(intent.complexity, with_card=not self.cfg.two_part)
         conversation = plan_messages(intent, with_card=not self.cfg.two_part)
         problems: list[Problem] = []
         for attempt in range(1, self.cfg.max_attempts + 1):
@@ -318,7 +333,7 @@ class Simulator:
                 raise IseError("stopped")
             outcome.attempts = attempt
             try:
-                world, reply = self._draft(conversation, draft_model, attempt, outcome)
+                world, reply = self._draft(conversation, schema, attempt, outcome)
             except (StructuredOutputError, LLMError) as exc:
                 if isinstance(exc, LLMError) and exc.is_infra:
                     raise
