@@ -17,14 +17,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from ise.config import Config, load_config
 from ise.jsonl import read_records
 from ise.llm.base import LLM
-from ise.records import Intent
+from ise.plan_validation import static_problems, validate
+from ise.records import Intent, Plan
 from ise.stages.simulate import PlanRejected, Simulator, default_sandbox_factory, require_image
+
+GOOD_PLAN = Path("tests/data/simulate/good_plan.yaml")
 
 
 def main() -> None:
@@ -34,10 +38,15 @@ def main() -> None:
     parser.add_argument("--modes", default="two_part,one_shot")
     parser.add_argument("--attempts", type=int, default=4)
     parser.add_argument("-c", "--config", action="append", default=[])
+    parser.add_argument("--repeats", type=int, default=5, help="Validations of the hand-written plan to time.")
+    parser.add_argument("--validation-only", action="store_true", help="Only time the validation of a known plan.")
     args = parser.parse_args()
 
     intents = list(read_records(args.intents, Intent))
     console = Console()
+    console.print(validation_table(load_config(args.config), args.repeats))
+    if args.validation_only:
+        return
     columns: dict[str, dict[str, str]] = {}
     for mode in args.modes.split(","):
         config = load_config(
@@ -56,6 +65,28 @@ def main() -> None:
     for row in next(iter(columns.values())):
         table.add_row(row, *(columns[mode][row] for mode in columns))
     console.print(table)
+
+
+def validation_table(config: Config, repeats: int) -> Table:
+    """Seconds to validate the hand-written plan of the tests: the dry run alone, and with the solved run."""
+    plan = Plan.model_validate(yaml.safe_load(GOOD_PLAN.read_text()))
+    require_image(config)
+    sandboxes = default_sandbox_factory(config)
+    timings: dict[str, list[float]] = {"static checks": [], "dry run": [], "dry run + solved run": []}
+    for _ in range(repeats):
+        started = time.monotonic()
+        static_problems(plan, config.simulate)
+        timings["static checks"].append(time.monotonic() - started)
+        timings["dry run"].append(
+            validate(plan.model_copy(update={"solution": []}), sandboxes, config.simulate).seconds
+        )
+        timings["dry run + solved run"].append(validate(plan, sandboxes, config.simulate).seconds)
+    table = Table(title=f"validating {GOOD_PLAN.name} ({repeats} runs)")
+    for column in ("", "median s", "min s", "max s"):
+        table.add_column(column)
+    for name, values in timings.items():
+        table.add_row(name, *(f"{fn(values):.4f}" for fn in (statistics.median, min, max)))
+    return table
 
 
 def run_mode(
