@@ -3,6 +3,7 @@ the default thresholds on labelled intent pairs (tests/data/intent_pairs.yaml)."
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from numpy.typing import NDArray
 
-from ise.dedup import deduplicate, exact_duplicates, near_duplicates, semantic_duplicates, shingles
+from ise.dedup import deduplicate, exact_duplicates, jaccard, near_duplicates, semantic_duplicates, shingles
 from ise.embeddings import Embedder, HashingEmbedder, MiniLMEmbedder, build_embedder
 
 PAIRS = yaml.safe_load((Path(__file__).parent / "data" / "intent_pairs.yaml").read_text())
@@ -102,6 +103,54 @@ def test_near_duplicates_by_shingle_jaccard() -> None:
     assert matches[2][0] == 0
     assert 0.8 <= matches[2][1] < 1.0
     assert shingles("abc").size == 1  # shorter than one shingle: still a comparable set
+
+
+def test_lsh_pass_agrees_with_brute_force_jaccard() -> None:
+    rng = random.Random(3)
+    words = [
+        "copy",
+        "move",
+        "the",
+        "logs",
+        "reports",
+        "from",
+        "to",
+        "every",
+        "day",
+        "week",
+        "old",
+        "new",
+        "files",
+        "folder",
+        "backup",
+        "keep",
+    ]
+    texts: list[str] = []
+    for i in range(400):
+        if texts and rng.random() < 0.2:  # a near copy: one word changed in an earlier text
+            parts = rng.choice(texts).split()
+            parts[rng.randrange(len(parts))] = rng.choice(words)
+            texts.append(" ".join(parts))
+        else:
+            texts.append(" ".join(rng.choices(words, k=20)) + f" in /data/{i}")
+    codes = [shingles(text) for text in texts]
+    expected: dict[int, int] = {}
+    kept: list[int] = []
+    for i in range(len(texts)):
+        scores = [(jaccard(codes[i], codes[j]), j) for j in kept]
+        best = max(scores, default=(0.0, -1))
+        if best[0] >= 0.8:
+            expected[i] = best[1]
+        else:
+            kept.append(i)
+    got = near_duplicates(texts, 0.8)
+    assert len(expected) > 40
+    for i, (j, score) in got.items():  # every match is real: confirmed by the exact Jaccard
+        assert j < i
+        assert score == pytest.approx(jaccard(codes[i], codes[j]))
+        assert score >= 0.8
+    # MinHash is probabilistic: a true pair at J ~ 0.8 is missed with probability ~0.2%
+    assert len(got.keys() & expected.keys()) >= 0.97 * len(expected)
 
 
 def naive_greedy(vectors: NDArray[np.float32], threshold: float) -> dict[int, tuple[int, float]]:
