@@ -47,7 +47,7 @@ def test_prompt_carries_persona_tasks_and_mentions(taxonomy: Taxonomy) -> None:
         task = taxonomy.task(task_id)
         assert task.summary in prompt
         assert f'"{task.requires[0].split("|")[0]}' in prompt
-    assert "one job with all of these parts" in prompt
+    assert "You are an " + persona.experience in prompt or "You are a " + persona.experience in prompt
     assert "{{" not in prompt
     assert "{%" not in prompt
 

@@ -173,7 +173,7 @@ def _stem(term: str) -> str:
 
 
 def _mention_hint(task: Task) -> str:
-    return '", "'.join(requirement.split("|")[0] for requirement in task.requires)
+    return ", ".join(f'"{requirement.split("|")[0]}"' for requirement in task.requires)
 
 
 def _call_seed(cell_id: str) -> int:
