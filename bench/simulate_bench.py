@@ -109,6 +109,8 @@ def run_mode(
             except PlanRejected as exc:
                 verdict = f"rejected: {str(exc)[:160]}"
             outcome = simulator.outcomes[0]
+            for number, failure in enumerate(outcome.failures, start=1):
+                console.print(f"    attempt {number}: {'; '.join(failure)[:400]}", highlight=False, markup=False)
             problems.update(outcome.problem_kinds)
             llm_per_attempt.append(outcome.llm_s / max(1, outcome.attempts))
             dry_run += outcome.validation_s

@@ -83,6 +83,9 @@ class SimulateConfig(Record):
     pass afterwards, so checks are proven satisfiable as well as failing at first."""
     solution_timeout_s: float = Field(default=30.0, gt=0)
     """Per milestone's reference solution."""
+    prune: bool = True
+    """When the dry run disproves only some checks (pass too early, fail once solved, cannot run) or perturbations
+    (fail to apply), drop those instead of asking the model again, provided every milestone keeps a proven check."""
 
 
 class ExecuteConfig(Record):

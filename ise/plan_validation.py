@@ -58,6 +58,8 @@ ProblemKind = Literal[
 class Problem:
     kind: ProblemKind
     message: str
+    subject: str | None = None
+    """The id of the check or perturbation at fault, when the problem is one of them alone."""
 
     def __str__(self) -> str:
         return self.message
@@ -387,15 +389,20 @@ def _checks(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
         result = _root(sandbox, check.command, cfg.check_timeout_s)
         name = f"check {check.id} ({check.command!r})"
         if result.timed_out:
-            problems.append(Problem("check_broken", f"{name} did not finish within {cfg.check_timeout_s:g} s"))
+            problems.append(
+                Problem("check_broken", f"{name} did not finish within {cfg.check_timeout_s:g} s", check.id)
+            )
         elif result.exit_code in (126, 127):
-            problems.append(Problem("check_broken", f"{name} cannot run (exit {result.exit_code}): {_tail(result)}"))
+            problems.append(
+                Problem("check_broken", f"{name} cannot run (exit {result.exit_code}): {_tail(result)}", check.id)
+            )
         elif check_passes(check.expect_exit, check.expect_stdout, result):
             problems.append(
                 Problem(
                     "check_passes",
                     f"{name} already passes before any work is done, so it proves nothing; "
                     "it must test the result of the task",
+                    check.id,
                 )
             )
     if changed := _changed(before, sandbox.snapshot()):
@@ -429,15 +436,19 @@ def _perturbations(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Pr
         result = _root(sandbox, p.when, cfg.check_timeout_s)
         if result.timed_out or result.exit_code not in (0, 1):
             problems.append(
-                Problem("trigger", f"perturbation {p.id} condition {p.when!r} is broken: exit {result.exit_code}")
+                Problem("trigger", f"perturbation {p.id} condition {p.when!r} is broken: exit {result.exit_code}", p.id)
             )
     firing_order = sorted(plan.perturbations, key=lambda p: (p.at_user_turn is None, p.at_user_turn or 0))
     for p in firing_order:
         result = _root(sandbox, p.script, cfg.check_timeout_s)
         if result.timed_out:
-            problems.append(Problem("perturbation", f"perturbation {p.id} did not finish in {cfg.check_timeout_s:g} s"))
+            problems.append(
+                Problem("perturbation", f"perturbation {p.id} did not finish in {cfg.check_timeout_s:g} s", p.id)
+            )
         elif result.exit_code != 0:
-            problems.append(Problem("perturbation", f"perturbation {p.id} exited {result.exit_code}: {_tail(result)}"))
+            problems.append(
+                Problem("perturbation", f"perturbation {p.id} exited {result.exit_code}: {_tail(result)}", p.id)
+            )
     return problems
 
 
@@ -481,6 +492,7 @@ def solution_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Prob
                     "solution",
                     f"check {check.id} ({check.command!r}) still fails after the solution ran: wanted {wanted}, "
                     f"got {got}; fix the check or the solution",
+                    check.id,
                 )
             )
     return problems
@@ -502,3 +514,32 @@ def validate(plan: Plan, sandbox_factory: SandboxFactory, cfg: SimulateConfig) -
             with sandbox_factory() as sandbox:
                 problems += solution_run(plan, sandbox, cfg)
     return Validation(problems=problems, seconds=time.monotonic() - started)
+
+
+# --- pruning -----------------------------------------------------------------------------------------------------
+
+_PRUNABLE: frozenset[ProblemKind] = frozenset({"check_passes", "check_broken", "solution", "trigger", "perturbation"})
+
+
+def disproved(plan: Plan, problems: list[Problem]) -> set[str] | None:
+    """The checks and perturbations to drop when the dry run disproved only them and every milestone keeps a check
+    that it proved (fails on the initial state, passes once solved); None when the model has to repair the plan."""
+    if not problems or any(p.subject is None or p.kind not in _PRUNABLE for p in problems):
+        return None
+    subjects = {p.subject for p in problems if p.subject is not None}
+    if any(not set(m.checks) - subjects for m in plan.user.milestones):
+        return None
+    return subjects
+
+
+def without(plan: Plan, ids: set[str]) -> Plan:
+    """`plan` minus the checks and perturbations named in `ids` (recorded in `plan.pruned`)."""
+    milestones = [m.model_copy(update={"checks": [c for c in m.checks if c not in ids]}) for m in plan.user.milestones]
+    return plan.model_copy(
+        update={
+            "checks": [c for c in plan.checks if c.id not in ids],
+            "perturbations": [p for p in plan.perturbations if p.id not in ids],
+            "user": plan.user.model_copy(update={"milestones": milestones}),
+            "pruned": sorted({*plan.pruned, *ids}),
+        }
+    )

@@ -222,6 +222,8 @@ class Plan(Record):
     attempts: int = 1
     """LLM attempts it took to produce a plan that passed validation."""
     model: str = ""
+    pruned: list[str] = Field(default_factory=list)
+    """Ids of the checks and perturbations the model wrote but the dry run disproved, dropped by validation."""
 
 
 # --- stage 3: execution traces ----------------------------------------------------------------------------------

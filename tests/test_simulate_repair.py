@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from simulate_support import CARD, GOOD_WORLD, bad_world, docker_sandboxes, intent
+from simulate_support import CARD, GOOD_WORLD, PASSING_CHECK, bad_world, docker_sandboxes, intent
 
 from ise.config import Config, SimulateConfig, load_config
 from ise.llm.base import LLMError
@@ -65,6 +66,47 @@ def test_exhausted_attempts_raise_with_the_last_problems(sandboxes: SandboxFacto
         sim(intent())
     assert len(llm.calls) == 2
     assert not sim.outcomes[0].validated
+
+
+def world_with_disproved_parts() -> dict[str, Any]:
+    """GOOD_WORLD plus a second check on milestone one that already passes and a perturbation that cannot apply."""
+    world = copy.deepcopy(GOOD_WORLD)
+    world["milestones"][0]["checks"].append(PASSING_CHECK)
+    lost = {"description": "lose the cart", "script": "mv /workspace/cart.json /tmp/", "at_user_turn": 1, "when": ""}
+    world["perturbations"].append(lost)
+    return world
+
+
+def test_disproved_checks_and_perturbations_are_dropped_instead_of_asking_again(sandboxes: SandboxFactory) -> None:
+    sim, llm = simulator([{"json": world_with_disproved_parts()}, {"json": CARD}], sandboxes)
+    plan = sim(intent())
+
+    assert plan.attempts == 1
+    assert llm.remaining == 0
+    assert plan.pruned == ["m1c2", "p2"]
+    assert [c.id for c in plan.checks] == ["m1c1", "m2c1"]
+    assert [m.checks for m in plan.user.milestones] == [["m1c1"], ["m2c1"]]
+    assert [p.id for p in plan.perturbations] == ["p1"]
+    assert plan.user.persona == CARD["voice"]
+    assert validate(plan, sandboxes, SimulateConfig()).ok
+    assert len(sim.outcomes[0].validation_s) == 2  # the pruned plan was validated again before it was kept
+
+
+def test_a_milestone_left_without_a_proven_check_goes_back_to_the_model(sandboxes: SandboxFactory) -> None:
+    world = world_with_disproved_parts()
+    world["milestones"][1]["checks"] = [PASSING_CHECK]  # milestone two would have nothing left to check
+    sim, _ = simulator([{"json": world}, {"json": GOOD_WORLD}, {"json": CARD}], sandboxes)
+    plan = sim(intent())
+    assert (plan.attempts, plan.pruned) == (2, [])
+    assert sim.outcomes[0].problem_kinds == {"check_passes": 2, "perturbation": 1}
+
+
+def test_with_pruning_off_the_model_repairs_what_was_disproved(sandboxes: SandboxFactory) -> None:
+    replies = [{"json": world_with_disproved_parts()}, {"json": GOOD_WORLD}, {"json": CARD}]
+    sim, llm = simulator(replies, sandboxes, prune=False)
+    plan = sim(intent())
+    assert (plan.attempts, plan.pruned) == (2, [])
+    assert "perturbation p2 exited 1" in (llm.calls[1]["messages"][3].content or "")
 
 
 def test_answers_that_are_not_a_draft_use_up_an_attempt_then_start_afresh(sandboxes: SandboxFactory) -> None:

@@ -234,6 +234,21 @@ def test_a_draft_becomes_a_plan_with_ids_paths_and_setup_filled_in(plan: Plan) -
     assert static_problems(result, SimulateConfig()) == []
 
 
+def test_a_file_written_twice_keeps_its_last_content(plan: Plan) -> None:
+    answer = example_answer(with_card=False)
+    first = answer["files"][0]
+    answer["files"].append(first | {"path": "./" + first["path"].removeprefix("~/"), "content": "first\n"})
+    answer["files"].append(first | {"content": "last\n"})
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(answer), None, SimulateConfig(), attempts=1, model=""
+    )
+    paths = [f.path for f in result.fixtures.files]
+    assert sorted(paths) == sorted(set(paths))
+    by_path = {f.path: f.content for f in result.fixtures.files}
+    assert by_path[resolve_path(first["path"])] == "last\n"
+    assert static_problems(result, SimulateConfig()) == []
+
+
 def test_a_condition_replaces_the_turn_and_turns_are_clamped(plan: Plan) -> None:
     answer = example_answer(with_card=False)
     answer["perturbations"] = [

@@ -39,9 +39,11 @@ from ise.plan_validation import (
     WORKSPACE,
     Problem,
     SandboxFactory,
+    disproved,
     resolve_path,
     root_home,
     validate,
+    without,
 )
 from ise.records import (
     Budgets,
@@ -253,15 +255,19 @@ def plan_from_draft(
         )
         for index, p in enumerate(world.perturbations, start=1)
     ]
-    files = [
-        FileFixture(path=resolve_path(f.path), content=f.content, mode="0755" if f.executable else "0644")
+    files = {  # a path written twice (small models repeat themselves) keeps its last content
+        resolve_path(f.path): FileFixture(
+            path=resolve_path(f.path), content=f.content, mode="0755" if f.executable else "0644"
+        )
         for f in world.files
-    ]
+    }
     user = _user_card(intent, world, card, milestones)
     return Plan(
         id=intent.id,
         intent=intent,
-        fixtures=Fixtures(files=files, setup_script=setup_script(world.setup_as_agent, world.setup_as_root)),
+        fixtures=Fixtures(
+            files=list(files.values()), setup_script=setup_script(world.setup_as_agent, world.setup_as_root)
+        ),
         user=user,
         perturbations=perturbations,
         checks=checks,
@@ -299,6 +305,8 @@ class Outcome:
     validated: bool = False
     problem_kinds: Counter[str] = field(default_factory=Counter)
     """Per failed attempt, the kind of each problem found."""
+    failures: list[list[str]] = field(default_factory=list)
+    """The problems of each failed attempt, in order (for benches and debugging)."""
     validation_s: list[float] = field(default_factory=list)
     llm_s: float = 0.0
     card_fallback: bool = False
@@ -339,19 +347,28 @@ class Simulator:
                     raise
                 problems = [Problem("schema", str(exc))]
                 outcome.problem_kinds["schema"] += 1
+                outcome.failures.append([str(exc)])
                 continue
             candidate = plan_from_draft(intent, world, None, self.cfg, attempts=attempt, model=self.llm.model)
-            validation = validate(candidate, self.sandbox_factory, self.cfg)
-            outcome.validation_s.append(validation.seconds)
-            if validation.ok:
+            problems = self._validate(candidate, outcome)
+            dropped = disproved(candidate, problems) if self.cfg.prune else None
+            if dropped and not self._validate(without(candidate, dropped), outcome):
+                problems = []
+            if not problems:
                 outcome.validated = True
                 card = self._card(intent, world, attempt, outcome) if self.cfg.two_part else None
-                return plan_from_draft(intent, world, card, self.cfg, attempts=attempt, model=self.llm.model)
-            problems = validation.problems
+                plan = plan_from_draft(intent, world, card, self.cfg, attempts=attempt, model=self.llm.model)
+                return without(plan, dropped) if dropped else plan
             outcome.problem_kinds.update(p.kind for p in problems)
+            outcome.failures.append([str(p) for p in problems])
             conversation += [Message(role="assistant", content=reply), repair_message(problems)]
         summary = "; ".join(str(p) for p in problems[:6])
         raise PlanRejected(f"no valid plan after {self.cfg.max_attempts} attempts; last problems: {summary}")
+
+    def _validate(self, plan: Plan, outcome: Outcome) -> list[Problem]:
+        validation = validate(plan, self.sandbox_factory, self.cfg)
+        outcome.validation_s.append(validation.seconds)
+        return validation.problems
 
     def _draft(
         self, conversation: list[Message], model: type[WorldDraft], attempt: int, outcome: Outcome
@@ -489,6 +506,7 @@ def simulate_stats(output: Path, run: RunStats, outcomes: Sequence[Outcome]) -> 
         "fixtures_per_plan": _spread([len(p.fixtures.files) + len(p.fixtures.dirs) for p in plans]),
         "checks_per_plan": _spread([len(p.checks) for p in plans]),
         "perturbations_per_plan": _spread([len(p.perturbations) for p in plans]),
+        "pruned_plans": sum(bool(p.pruned) for p in plans),
         "this_run": {
             "intents": len(outcomes),
             "attempts": attempts,
@@ -529,6 +547,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
         ("fixtures per plan", _brief(stats["fixtures_per_plan"])),
         ("checks per plan", _brief(stats["checks_per_plan"])),
         ("perturbations per plan", _brief(stats["perturbations_per_plan"])),
+        ("plans with disproved parts dropped", stats["pruned_plans"]),
         ("this run: attempt pass rate", this_run["attempt_pass_rate"]),
         ("this run: problems", ", ".join(f"{k} {v}" for k, v in this_run["problems"].items()) or "-"),
         ("this run: default user cards", this_run["card_fallbacks"]),
