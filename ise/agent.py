@@ -12,13 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any, Literal
 
-import jinja2
-
 from ise.llm.base import LLM, LLMError
+from ise.prompts import render
 from ise.records import (
     Completion,
     ErrorEvent,
@@ -32,24 +29,6 @@ from ise.records import (
     WorkspaceChange,
 )
 from ise.sandbox.base import ExecResult, FileEntry, FileToolError, Sandbox, diff_snapshots
-
-PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
-
-
-@cache
-def _prompt_env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(PROMPTS),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def render_prompt(name: str, **values: Any) -> str:
-    return _prompt_env().get_template(name).render(**values).strip()
-
 
 # --- tools -----------------------------------------------------------------------------------------------------
 
@@ -443,7 +422,7 @@ class Agent:
         ctx = self.ctx
         sub = Agent(ctx, tools=agent_tools(delegate=False), max_steps=ctx.max_delegate_steps)
         sub_messages += [
-            Message(role="system", content=render_prompt("agent_system.jinja", subagent=True)),
+            Message(role="system", content=render("agent_system.jinja", subagent=True)),
             Message(role="user", content=task),
         ]
         answer = sub.run_turn(sub_messages, sub_steps)

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ise.agent import Meter, render_prompt
+from ise.agent import Meter
 from ise.llm.base import LLM, LLMError
+from ise.prompts import render
 from ise.records import Message, Milestone, Plan
 
 Verdict = Literal["done", "give_up"]
@@ -104,7 +105,7 @@ class UserSimulator:
         self.plan = plan
         self.regenerations = regenerations
         self.seed = seed
-        self.system = render_prompt("user_sim.jinja", card=plan.user, intent=plan.intent)
+        self.system = render("user_sim.jinja", card=plan.user, intent=plan.intent)
 
     def next_turn(
         self, dialogue: Sequence[Message], digest: str, view: MilestoneView, *, turn: int, max_turns: int
@@ -112,7 +113,7 @@ class UserSimulator:
         """Draft the next user message. Raises LLMError only for infra failures; a malformed answer counts as a
         drifted draft."""
         milestones = self.plan.user.milestones
-        request = render_prompt(
+        request = render(
             "user_turn.jinja",
             transcript=transcript(dialogue),
             digest=digest,

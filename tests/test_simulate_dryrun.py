@@ -11,10 +11,11 @@ from simulate_support import docker_sandboxes, good_plan, intent
 
 from ise.config import SimulateConfig
 from ise.plan_validation import SandboxFactory, validate
+from ise.prompts import PROMPTS_DIR
 from ise.records import Check, FileFixture, Perturbation, Plan
 from ise.sandbox.base import SandboxError
 from ise.sandbox.config import SandboxConfig
-from ise.stages.simulate import PROMPTS_DIR, WorldDraft, plan_from_draft
+from ise.stages.simulate import WorldDraft, plan_from_draft
 
 pytestmark = pytest.mark.docker
 

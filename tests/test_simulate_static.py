@@ -12,9 +12,9 @@ import yaml
 
 from ise.config import SimulateConfig
 from ise.plan_validation import Problem, mentioned_paths, resolve_path, static_problems
+from ise.prompts import PROMPTS_DIR
 from ise.records import Check, Complexity, DirFixture, FileFixture, Milestone, Perturbation, Plan
 from ise.stages.simulate import (
-    PROMPTS_DIR,
     CardDraft,
     PlanDraft,
     WorldDraft,

@@ -36,12 +36,12 @@ from ise.agent import (
     Meter,
     ToolBox,
     agent_tools,
-    render_prompt,
 )
 from ise.config import Config, ExecuteConfig
 from ise.errors import IseError
 from ise.jsonl import read_records, repair_tail
 from ise.llm.base import LLM, LLMError
+from ise.prompts import render
 from ise.records import (
     Budgets,
     Check,
@@ -312,7 +312,7 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
 
 def _converse(episode: Episode, ctx: AgentContext) -> None:
     plan, budgets = episode.plan, episode.budgets
-    episode.messages.append(Message(role="system", content=render_prompt("agent_system.jinja", subagent=False)))
+    episode.messages.append(Message(role="system", content=render("agent_system.jinja", subagent=False)))
     agent = Agent(ctx, tools=agent_tools(delegate=True), max_steps=budgets.max_agent_steps_per_turn)
     user = UserSimulator(
         episode.env.user_llm, episode.meter, plan, regenerations=episode.cfg.user_regenerations, seed=episode.seed

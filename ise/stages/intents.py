@@ -20,7 +20,6 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 from pydantic import BaseModel
 from rich.console import Console
@@ -42,26 +41,13 @@ from ise.errors import InputError
 from ise.jsonl import read_records, write_atomic
 from ise.llm.base import LLM
 from ise.llm.structured import chat_json
+from ise.prompts import PROMPTS_DIR, render
 from ise.records import Intent, IntentDraft, Message, Persona, Record
 from ise.runner import errors_path, run_stage
 from ise.sampling import LEVELS, IntentCell, check_priors, sample_cells
 from ise.taxonomy import Task, Taxonomy, load_taxonomy
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
-
-
 # --- realisation: one cell -> one Intent ----------------------------------------------------------------------
-
-
-@cache
-def _prompts() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(PROMPTS_DIR),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
 
 
 class _ExampleTask(Record):
@@ -90,7 +76,8 @@ def intent_examples() -> tuple[IntentExample, ...]:
 
 
 def intent_prompt(cell: IntentCell, taxonomy: Taxonomy) -> str:
-    return _render_prompt(
+    return render(
+        "intent.jinja",
         persona=cell.persona,
         role_hint=taxonomy.facet("role", cell.persona.role).hint,
         experience_hint=taxonomy.facet("experience", cell.persona.experience).hint,
@@ -107,7 +94,8 @@ def intent_messages(cell: IntentCell, taxonomy: Taxonomy) -> list[Message]:
     varies with the cell, so what a small model borrows from it is spread over several examples."""
     candidates = [example for example in intent_examples() if example.domain != cell.domain]
     example = candidates[_call_seed(cell.id) % len(candidates)]
-    shown = _render_prompt(
+    shown = render(
+        "intent.jinja",
         persona=example.persona,
         role_hint=example.role_hint,
         experience_hint=example.experience_hint,
@@ -119,10 +107,6 @@ def intent_messages(cell: IntentCell, taxonomy: Taxonomy) -> list[Message]:
         Message(role="assistant", content=example.answer.model_dump_json()),
         Message(role="user", content=intent_prompt(cell, taxonomy)),
     ]
-
-
-def _render_prompt(**values: Any) -> str:
-    return _prompts().get_template("intent.jinja").render(**values).strip()
 
 
 def realise(cell: IntentCell, *, taxonomy: Taxonomy, llm: LLM, max_attempts: int) -> Intent:

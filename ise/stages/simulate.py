@@ -24,7 +24,6 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-import jinja2
 from pydantic import AfterValidator, Field, create_model
 from rich.console import Console
 from rich.table import Table
@@ -45,6 +44,7 @@ from ise.plan_validation import (
     validate,
     without,
 )
+from ise.prompts import render
 from ise.records import (
     Budgets,
     Check,
@@ -141,7 +141,6 @@ class PlanDraft(WorldDraft):
 
 # --- prompts -----------------------------------------------------------------------------------------------------
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 IMAGE_TOOLS = (
     "bash, coreutils, findutils, grep, sed, gawk, diffutils, patch, file, procps (ps, pgrep, kill), psmisc, "
     "python3 (standard library only), git, jq, sqlite3, tar, zip, unzip, gzip, bzip2, xz, make, cron, bc, tree, rsync"
@@ -165,20 +164,6 @@ def draft_model(complexity: Complexity, *, with_card: bool) -> type[WorldDraft]:
         perturbations=(list[PerturbationDraft], Field(max_length=perturbations + 1)),
     )
     return cast(type[WorldDraft], shaped)  # a subclass of `base`; create_model's return type cannot say so
-
-
-@cache
-def _prompts() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(PROMPTS_DIR),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=False,
-        autoescape=False,
-    )
-
-
-def render(name: str, **values: Any) -> str:
-    return _prompts().get_template(name).render(**values).strip()
 
 
 def plan_messages(intent: Intent, *, with_card: bool) -> list[Message]:
