@@ -6,9 +6,9 @@ well under a millisecond. So every command goes through a driver shell (DRIVER b
 - fresh mode: the driver runs each command as `timeout -k K T bash -c CMD`, a new shell each time (stateless
   exec), with GNU timeout stopping the command's whole process group inside the container.
 
-Protocol, per command: the host writes `START MARKER T K STDIN\\n`, the command and a NUL byte. The driver echoes
-START on stdout and stderr, runs the command with stdin from /dev/null (or, for ise's own helpers only, reading an
-exact payload length from the channel), then prints `MARKER RC T0 T1 FLAG CWD` on stdout and `MARKER` on stderr.
+Protocol, per command: the host writes `START MARKER T K\\n`, the command and a NUL byte. The driver echoes
+START on stdout and stderr, runs the command with stdin from /dev/null, then prints `MARKER RC T0 T1 FLAG CWD` on
+stdout and `MARKER` on stderr.
 Whatever arrives before START is dropped (a background job of an earlier command still printing), and an EOF
 before START means the command never ran. START and MARKER are 128 random bits each, fresh for every command
 and never written where the command can read them, so output that imitates a marker is just output.
@@ -45,13 +45,12 @@ _DRIVER_LINES = (
     "builtin printf 'ISE-READY %s\\n' \"$$\" ;",
     "[[ $__ise_merge == 1 ]] || builtin printf 'ISE-READY %s\\n' \"$$\" >&2 ;",
     "while : ; do",
-    "  while IFS=' ' builtin read -r __ise_a __ise_m __ise_to __ise_k __ise_in",
+    "  while IFS=' ' builtin read -r __ise_a __ise_m __ise_to __ise_k",
     "    && IFS= builtin read -r -d '' __ise_c ; do",
     "    builtin printf '%s\\n' \"$__ise_a\" ;",
     "    [[ $__ise_merge == 1 ]] || builtin printf '%s\\n' \"$__ise_a\" >&2 ;",
     "    __ise_t=$EPOCHREALTIME ;",
     '    if [[ $__ise_mode == session ]] ; then builtin eval "$__ise_c" </dev/null ;',
-    '    elif [[ $__ise_in == 1 ]] ; then timeout -k "$__ise_k" "$__ise_to" bash -c "$__ise_c" ;',
     '    else timeout -k "$__ise_k" "$__ise_to" bash -c "$__ise_c" </dev/null ;',
     "    fi ;",
     "    __ise_done $? - ;",
@@ -203,6 +202,62 @@ class Reply:
         return self.ended - self.started
 
 
+class ExecSocket:
+    """The socket of one `docker exec` with stdin attached: bytes go in raw, and stdout (1) and stderr (2) come back
+    multiplexed in frames. Never blocks past the timeout it is given."""
+
+    def __init__(self, api: Any, container_id: str, command: list[str], *, user: str, workdir: str) -> None:
+        created = api.exec_create(
+            container_id, command, stdin=True, stdout=True, stderr=True, user=user, workdir=workdir
+        )
+        self.exec_id: str = created["Id"]
+        self._raw = api.exec_start(self.exec_id, socket=True)  # kept: it holds the HTTP response alive
+        sock: socket.socket = getattr(self._raw, "_sock", self._raw)
+        sock.setblocking(True)
+        self._sock: socket.socket | None = sock
+        self._buf = bytearray()
+        self.eof = False
+
+    def send(self, data: bytes) -> None:
+        """OSError if the exec is gone."""
+        if self._sock is None:
+            raise OSError("closed")
+        self._sock.sendall(data)
+
+    def frames(self, timeout: float) -> list[tuple[int, bytes]]:
+        """Whatever complete frames arrive within `timeout`; sets `eof` when the stream has ended."""
+        frames: list[tuple[int, bytes]] = []
+        sock = self._sock
+        try:
+            if sock is None:  # closed by another thread (the sandbox is being closed)
+                raise OSError("closed")
+            if not select.select([sock], [], [], timeout)[0]:
+                return frames
+            data = sock.recv(_CHUNK)
+        except (OSError, ValueError):
+            data = b""
+        if not data:
+            self.eof = True
+        self._buf += data
+        buf = self._buf
+        offset = 0
+        while len(buf) - offset >= _HEADER.size:
+            kind, size = _HEADER.unpack_from(buf, offset)
+            if len(buf) - offset - _HEADER.size < size:
+                break
+            start = offset + _HEADER.size
+            frames.append((kind, bytes(buf[start : start + size])))
+            offset = start + size
+        del buf[:offset]
+        return frames
+
+    def close(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+
 class Channel:
     """One driver shell in one container, used by one caller at a time."""
 
@@ -217,22 +272,14 @@ class Channel:
         self.pid = 0
         """The driver shell's pid inside the container."""
         self.alive = False
-        self._raw: Any = None
-        self._sock: socket.socket | None = None
-        self._buf = bytearray()
-        self._eof = False
+        self._link: ExecSocket | None = None
         self.engine_error = ""
         """What the engine reported on its error stream for this exec, if anything."""
 
     def start(self, timeout_s: float = 30.0) -> None:
         command = ["bash", "--noprofile", "--norc", "-c", DRIVER, "bash", self.mode, "1" if self.merge else "0"]
-        created = self.api.exec_create(
-            self.container_id, command, stdin=True, stdout=True, stderr=True, user=self.user, workdir=self.workdir
-        )
-        self.exec_id = created["Id"]
-        self._raw = self.api.exec_start(self.exec_id, socket=True)  # kept: it holds the HTTP response alive
-        self._sock = getattr(self._raw, "_sock", self._raw)
-        self._sock.setblocking(True)
+        self._link = ExecSocket(self.api, self.container_id, command, user=self.user, workdir=self.workdir)
+        self.exec_id = self._link.exec_id
         hello = self._reply(b"ISE-READY ", None, limit=4096)
         self._pump(hello, time.monotonic() + timeout_s)
         line = hello.streams[0].line
@@ -243,16 +290,16 @@ class Channel:
         self.pid = int(line)
         self.alive = True
 
-    def send(self, command: str, *, timeout_s: float, kill_grace_s: float, limit: int, payload: bytes = b"") -> Reply:
+    def send(self, command: str, *, timeout_s: float, kill_grace_s: float, limit: int) -> Reply:
         """Start a command; collect its reply with `wait`. ChannelClosed if the shell is known to be gone."""
-        if self._sock is None or not self.alive:
+        if self._link is None or not self.alive:
             raise ChannelClosed("the sandbox shell ended")
         start, marker = secrets.token_hex(16).encode(), secrets.token_hex(16).encode()
-        header = b"%s %s %.3f %.3f %d\n" % (start, marker, timeout_s, kill_grace_s, 1 if payload else 0)
+        header = b"%s %s %.3f %.3f\n" % (start, marker, timeout_s, kill_grace_s)
         # A NUL ends the command on the wire; bash could not hold one in a string anyway.
         body = command.replace("\0", "").encode("utf-8", errors="replace")
         try:
-            self._sock.sendall(header + body + b"\0" + payload)
+            self._link.send(header + body + b"\0")
         except OSError as exc:
             self.alive = False
             raise ChannelClosed(f"lost the sandbox shell: {exc}") from None
@@ -283,7 +330,8 @@ class Channel:
 
     def _pump(self, reply: Reply, deadline: float, *, stop_bytes: int | None = None) -> None:
         while not all(s.line is not None for s in reply.streams):
-            if self._eof:
+            link = self._link
+            if link is None or link.eof:
                 reply.eof = True
                 self.alive = False
                 return
@@ -293,38 +341,11 @@ class Channel:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            for kind, payload in self._frames(remaining):
+            for kind, payload in link.frames(remaining):
                 if kind in (1, 2):
                     reply.streams[kind - 1].feed(payload)
                 elif kind == 3:  # the engine's own error about this exec
                     self.engine_error += payload.decode("utf-8", errors="replace")
-
-    def _frames(self, timeout: float) -> list[tuple[int, bytes]]:
-        """Whatever complete frames arrive within `timeout` (docker multiplexes stdout/stderr into framed chunks)."""
-        frames: list[tuple[int, bytes]] = []
-        sock = self._sock
-        try:
-            if sock is None:  # closed by another thread (the sandbox is being closed)
-                raise OSError("closed")
-            if not select.select([sock], [], [], timeout)[0]:
-                return frames
-            data = sock.recv(_CHUNK)
-        except (OSError, ValueError):
-            data = b""
-        if not data:
-            self._eof = True
-        self._buf += data
-        buf = self._buf
-        offset = 0
-        while len(buf) - offset >= _HEADER.size:
-            kind, size = _HEADER.unpack_from(buf, offset)
-            if len(buf) - offset - _HEADER.size < size:
-                break
-            start = offset + _HEADER.size
-            frames.append((kind, bytes(buf[start : start + size])))
-            offset = start + size
-        del buf[:offset]
-        return frames
 
     @staticmethod
     def _parse(reply: Reply, line: bytes) -> None:
@@ -338,7 +359,5 @@ class Channel:
 
     def close(self) -> None:
         self.alive = False
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
+        if self._link is not None:
+            self._link.close()

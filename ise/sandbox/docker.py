@@ -9,23 +9,22 @@ Commands go through driver shells kept open in the container (ise/sandbox/channe
 and per user a pool of "fresh" drivers for `exec`, each starting a new `bash -c` per command under GNU timeout.
 Timeouts escalate: SIGTERM, SIGKILL after the grace period, then a sweep that kills every process of that user
 younger than the command (setsid and double-forked children included), and for the session, the shell itself.
-File tools, snapshots and fixture seeding are small stdlib Python programs run in the container
-(ise/sandbox/incontainer/), as the agent user for file tools, so the kernel's permissions apply as well.
+File tools, snapshots and fixture seeding are small stdlib Python modules served inside the container by one
+long-lived helper process per user (ise/sandbox/helper.py, ise/sandbox/incontainer/): the agent user's for file
+tools, so the kernel's permissions apply as well, and root's for snapshots and seeding.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import queue
 import re
 import secrets
-import shlex
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from ise.records import Fixtures
 from ise.sandbox import lifecycle
@@ -33,12 +32,13 @@ from ise.sandbox.base import ExecResult, FileEntry, FileToolError, SandboxError,
 from ise.sandbox.channel import Channel, ChannelClosed, Mode, Reply
 from ise.sandbox.config import SandboxConfig
 from ise.sandbox.engine import docker_client
+from ise.sandbox.helper import Helper, HelperGone, HelperStuck
 from ise.sandbox.image import CONTEXT_LABEL, ensure_image
-from ise.sandbox.incontainer import source
 
 HOST_MARGIN_S = 5.0
 """How long past the in-container timeout (+ kill grace) the host waits before it steps in itself."""
 HELPER_TIMEOUT_S = 60.0
+"""Deadline of one helper request inside the container; the host waits HOST_MARGIN_S longer."""
 SWEEP_SLACK_S = 0.25
 REMOVAL_WAIT_S = 10.0
 
@@ -67,6 +67,9 @@ for pass in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 done
 echo $total
 """
+
+Link = TypeVar("Link", Channel, Helper)
+"""A process ise keeps running in the container and talks to over one exec socket."""
 
 _client_lock = threading.Lock()
 _shared: dict[str, Any] = {}
@@ -129,6 +132,8 @@ class DockerSandbox:
         self._channels: list[Channel] = []
         self._session: Channel | None = None
         self._session_lock = threading.Lock()
+        self._helpers: dict[str, Helper] = {}
+        self._helper_locks = {"agent": threading.Lock(), "root": threading.Lock()}
         self._closed = False
         self.container_id = self._start_container()
 
@@ -179,8 +184,11 @@ class DockerSandbox:
         self._closed = True
         with self._lock:
             channels, self._channels = self._channels, []
+            helpers, self._helpers = list(self._helpers.values()), {}
         for channel in channels:
             channel.close()
+        for helper in helpers:
+            helper.close()
         self._remove()
 
     def _remove(self, container_id: str | None = None) -> None:
@@ -254,31 +262,37 @@ class DockerSandbox:
 
     # --- channels ----------------------------------------------------------------------------------------------
 
+    def _user(self, user: str) -> str:
+        return self.config.agent_user if user == "agent" else "root"
+
     def _open_channel(self, user: str, mode: Mode) -> Channel:
-        """Start a driver shell. The engine occasionally drops a fresh exec's streams under load ("file already
-        closed"), so a start that fails while the container is fine is tried again."""
+        """Start a driver shell."""
+        merge, workdir = self.config.merge_stderr, self.config.workdir
+
+        def new() -> Channel:
+            return Channel(self._api, self.container_id, user=self._user(user), mode=mode, merge=merge, workdir=workdir)
+
+        channel = self._started(new, "cannot start a shell in the sandbox")
+        with self._lock:
+            self._channels.append(channel)
+        return channel
+
+    def _started(self, new: Callable[[], Link], what: str) -> Link:
+        """`new().start()`, tried again when it fails while the container is fine: the engine occasionally drops a
+        fresh exec's streams under load ("file already closed")."""
         for attempt in range(3):
             if self._closed:
                 raise SandboxError("the sandbox was closed")
-            channel = Channel(
-                self._api,
-                self.container_id,
-                user=self.config.agent_user if user == "agent" else "root",
-                mode=mode,
-                merge=self.config.merge_stderr,
-                workdir=self.config.workdir,
-            )
+            link = new()
             try:
-                channel.start()
+                link.start()
             except Exception as exc:
-                error = exc if isinstance(exc, SandboxError) else _translate(exc, "cannot start a shell in the sandbox")
+                error = exc if isinstance(exc, SandboxError) else _translate(exc, what)
                 if attempt == 2 or not self.alive():
                     raise self._broken(str(error)) from None
                 time.sleep(0.05)
                 continue
-            with self._lock:
-                self._channels.append(channel)
-            return channel
+            return link
         raise AssertionError("unreachable")
 
     def _acquire(self, user: str) -> Channel:
@@ -303,11 +317,13 @@ class DockerSandbox:
                 self._channels.remove(channel)
 
     def warm(self) -> None:
-        """Start the agent's session and one fresh driver now, so the first commands pay nothing extra."""
+        """Start the agent's session and both helpers now, so the first commands pay nothing extra."""
         with self._session_lock:
             if self._session is None:
                 self._session = self._open_channel("agent", "session")
-        self._release("agent", self._acquire("agent"))
+        for user in ("agent", "root"):
+            with self._helper_locks[user]:
+                self._running_helper(user)
 
     # --- stateless exec ----------------------------------------------------------------------------------------
 
@@ -316,12 +332,12 @@ class DockerSandbox:
         reply, started = self._fresh_call(user, command, timeout)
         return self._result(reply, started, timeout, cwd=self.config.workdir)
 
-    def _fresh_call(self, user: str, command: str, timeout: float, **options: Any) -> tuple[Reply, float]:
+    def _fresh_call(self, user: str, command: str, timeout: float) -> tuple[Reply, float]:
         """Run on an idle fresh driver of `user`; once more on a new one if that driver had died meanwhile."""
         for attempt in range(2):
             channel = self._acquire(user)
             try:
-                return self._fresh(channel, user, command, timeout, **options)
+                return self._fresh(channel, user, command, timeout)
             except ChannelClosed:
                 if attempt:
                     raise self._broken("the command shell keeps ending") from None
@@ -329,25 +345,12 @@ class DockerSandbox:
                 self._release(user, channel)
         raise AssertionError("unreachable")
 
-    def _fresh(
-        self,
-        channel: Channel,
-        user: str,
-        command: str,
-        timeout: float,
-        *,
-        payload: bytes = b"",
-        limit: int | None = None,
-        stop_bytes: int | None = None,
-    ) -> tuple[Reply, float]:
+    def _fresh(self, channel: Channel, user: str, command: str, timeout: float) -> tuple[Reply, float]:
         grace = self.config.kill_grace_s
         started = time.monotonic()
-        limit = limit or self.config.output_limit_bytes
         try:
-            reply = channel.send(command, timeout_s=timeout, kill_grace_s=grace, limit=limit, payload=payload)
-            finished = channel.wait(
-                reply, started + timeout + grace + HOST_MARGIN_S, stop_bytes=stop_bytes or self.stop
-            )
+            reply = channel.send(command, timeout_s=timeout, kill_grace_s=grace, limit=self.config.output_limit_bytes)
+            finished = channel.wait(reply, started + timeout + grace + HOST_MARGIN_S, stop_bytes=self.stop)
             if not finished:  # the in-container timeout did not end it, or it floods: stop it from outside
                 self._sweep(user, started, "KILL")
                 if not channel.wait(reply, time.monotonic() + 3.0):
@@ -357,8 +360,6 @@ class DockerSandbox:
             if not self._survived():
                 raise self._broken("the command did not run") from None
             raise
-        if payload and not reply.done:
-            self._discard(channel)  # unread payload bytes would be taken for the next command
         if reply.eof and not reply.done:
             if not self._survived():
                 raise self._broken("the command did not finish")
@@ -410,9 +411,10 @@ class DockerSandbox:
         # cost of also hitting a process the previous command started in its last quarter second).
         age = int((time.monotonic() - started + SWEEP_SLACK_S) * 100) + 1
         with self._lock:
-            spared = [c.pid for c in self._channels if c.pid] + list(spare)
+            ours = [c.pid for c in self._channels] + [h.pid for h in self._helpers.values()]
+        spared = [pid for pid in ours if pid] + list(spare)
         script = f"sig={signal} age={age} excl=' {' '.join(map(str, spared))} '\n{SWEEP}"
-        who = self.config.agent_user if user == "agent" else "root"
+        who = self._user(user)
         for attempt in range(10):  # under a fork bomb even this exec may find no free pid at first
             try:
                 created = self._api.exec_create(self.container_id, ["bash", "-c", script], user=who)
@@ -479,32 +481,72 @@ class DockerSandbox:
         result = self._result(reply, started, timeout, cwd=reply.cwd if reply.done else None, session=True)
         return result.model_copy(update={"timed_out": timed_out, "session_reset": reset})
 
-    def _kill_pid(self, pid: int) -> None:
+    def _kill_pid(self, pid: int, user: str = "agent") -> None:
         with contextlib.suppress(Exception):
-            created = self._api.exec_create(self.container_id, ["kill", "-9", str(pid)], user=self.config.agent_user)
+            created = self._api.exec_create(self.container_id, ["kill", "-9", str(pid)], user=self._user(user))
             self._api.exec_start(created["Id"])
 
     # --- helpers run in the container ---------------------------------------------------------------------------
 
     def _helper(self, name: str, request: dict[str, Any], *, user: User, reply_limit: int) -> dict[str, Any]:
-        payload = json.dumps(request).encode()
-        # -I -S: no site packages or user environment to import: faster, and nothing of the agent's gets loaded
-        command = f"exec python3 -I -S -c {shlex.quote(source(name))} {len(payload)}"
-        reply, _ = self._fresh_call(
-            user, command, HELPER_TIMEOUT_S, payload=payload, limit=2 * reply_limit, stop_bytes=2 * reply_limit
-        )
-        if reply.exit_code != 0 or reply.stdout.truncated:
-            tail = reply.stderr.text().strip()[-300:] or reply.stdout.text()[:200]
-            raise SandboxError(f"{name} failed in the sandbox (exit {reply.exit_code}): {tail}")
-        try:
-            answer: dict[str, Any] = json.loads(reply.stdout.data())
-        except ValueError:
-            raise SandboxError(f"{name} gave no readable answer: {reply.stdout.text()[:200]!r}") from None
-        return answer
+        """One request to `user`'s helper. A helper found dead before it began the request is replaced and the
+        request sent again; one that dies, stalls or floods during it is a SandboxError (it may have half acted)."""
+        request = {**request, "op": name, "timeout_s": HELPER_TIMEOUT_S}
+        with self._helper_locks[user]:
+            for attempt in range(2):
+                helper = self._running_helper(user)
+                try:
+                    answer = helper.call(
+                        request, deadline=time.monotonic() + HELPER_TIMEOUT_S + HOST_MARGIN_S, limit=reply_limit
+                    )
+                except HelperGone as gone:
+                    self._drop_helper(user, helper)
+                    if self._closed or not self.alive():  # (a dead container also fails the next start)
+                        raise self._broken(f"{name} did not finish") from None
+                    if gone.begun or attempt:
+                        raise SandboxError(f"{name} failed in the sandbox: {gone}") from None
+                    continue
+                except HelperStuck as stuck:
+                    self._drop_helper(user, helper, kill=True)
+                    if self._closed or not self.alive():
+                        raise self._broken(f"{name} did not finish") from None
+                    raise SandboxError(f"{name} failed in the sandbox: {stuck}") from None
+                if "error" in answer:
+                    raise SandboxError(f"{name} failed in the sandbox: {str(answer['error'])[:300]}")
+                return answer
+        raise AssertionError("unreachable")
+
+    def _running_helper(self, user: str) -> Helper:
+        """`user`'s helper, started if there is none (or it ended). Call with that user's helper lock held."""
+        helper = self._helpers.get(user)
+        if helper is not None and helper.poll():
+            return helper
+        if helper is not None:
+            self._drop_helper(user, helper)
+        workdir = self.config.workdir
+
+        def new() -> Helper:
+            return Helper(self._api, self.container_id, user=self._user(user), workdir=workdir)
+
+        helper = self._started(new, "cannot start the helper in the sandbox")
+        with self._lock:
+            if self._closed:
+                helper.close()
+                raise SandboxError("the sandbox was closed")
+            self._helpers[user] = helper
+        return helper
+
+    def _drop_helper(self, user: str, helper: Helper, *, kill: bool = False) -> None:
+        helper.close()
+        if kill and helper.pid:
+            self._kill_pid(helper.pid, user)  # closing its stream does not stop a process that is busy
+        with self._lock:
+            if self._helpers.get(user) is helper:
+                del self._helpers[user]
 
     def _file_tool(self, op: str, path: str, reply_limit: int = 1_000_000, **fields: Any) -> Any:
         request = {
-            "op": op,
+            "tool": op,
             "path": path,
             "roots": self.config.file_roots,
             "read_limit": self.config.file_read_limit_bytes,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from ise.sandbox.docker import DockerSandbox
+from ise.sandbox.incontainer import MARK
 
 RUN_ID = f"pytest-sandbox-{uuid.uuid4().hex[:8]}"
 """Every container these tests make carries this run id (subprocesses included)."""
@@ -16,11 +17,12 @@ OpenSandbox = Callable[..., AbstractContextManager[DockerSandbox]]
 
 
 def agent_processes(box: DockerSandbox) -> list[str]:
-    """Command lines of the agent user's processes, minus ise's own driver shells and the listing itself."""
+    """Command lines of the agent user's processes, minus ise's own driver shells and helper and the listing."""
     listing = box.exec("ps -u agent -o pid=,args=; echo listed", user="root")
     assert listing.stdout.endswith("listed\n"), f"could not list processes: {listing}"
     lines = listing.stdout.splitlines()[:-1]
-    return [line.strip() for line in lines if "__ise_mode" not in line and "ps -u agent" not in line]
+    ours = ("__ise_mode", MARK, "ps -u agent")
+    return [line.strip() for line in lines if not any(mark in line for mark in ours)]
 
 
 def settled(box: DockerSandbox, within_s: float = 10.0) -> list[str]:

@@ -1,6 +1,6 @@
 """File tools, run inside the sandbox as the agent user: read, write, edit (exact replacement), list.
 
-Request: {"op", "path", "roots", "content"?, "old"?, "new"?, "read_limit"?}. Reply: {"ok": ...} or
+Request: {"op": "fstool", "tool", "path", "roots", "content"?, "old"?, "new"?, "read_limit"?}. Reply: {"ok": ...} or
 {"refused": "..."} for anything the model asked that cannot be done (its own mistake, shown to it).
 
 Paths are walked one component at a time with O_NOFOLLOW, each step relative to a directory fd held open, so a
@@ -11,14 +11,9 @@ resulting path is checked against the roots again before the walk restarts from 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
-import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # typing costs milliseconds to import, on every call
-    from typing import Any
+from typing import Any
 
 MAX_HOPS = 40
 MAX_LIST = 10_000
@@ -239,23 +234,15 @@ def do_list(request: dict[str, Any]) -> list[dict[str, Any]]:
     return result
 
 
-OPS = {"read": do_read, "write": do_write, "edit": do_edit, "list": do_list}
-
-
-def main() -> None:
-    size = int(sys.argv[1])
-    raw = b""
-    while len(raw) < size and (chunk := os.read(0, size - len(raw))):
-        raw += chunk
-    request = json.loads(raw)
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    """One file-tool request: {"ok": result}, or {"refused": why} for what the model asked that cannot be done."""
     try:
-        reply: dict[str, Any] = {"ok": OPS[request["op"]](request)}
+        return {"ok": TOOLS[request["tool"]](request)}
     except Refused as exc:
-        reply = {"refused": str(exc)}
+        return {"refused": str(exc)}
     except OSError as exc:
-        reply = {"refused": f"{request['path']}: {exc.strerror or exc}"}
-    sys.stdout.write(json.dumps(reply, ensure_ascii=False))
+        return {"refused": f"{request['path']}: {exc.strerror or exc}"}
 
 
-if __name__ == "__main__":
-    main()
+TOOLS = {"read": do_read, "write": do_write, "edit": do_edit, "list": do_list}
+OPS = {"fstool": handle}

@@ -1,6 +1,6 @@
 """Fixture seeding, run inside the sandbox as root before the agent starts.
 
-Request: {"base", "dirs": [{path, mode, owner}], "files": [{path, content, encoding, mode, owner}]}.
+Request: {"op": "seed", "base", "dirs": [{path, mode, owner}], "files": [{path, content, encoding, mode, owner}]}.
 Directories first, then files. Missing parent directories are created with the fixture's owner (so the agent can
 write in the trees it is given). Reply: {"ok": n} or {"failed": "fixture PATH: reason"}.
 """
@@ -8,19 +8,10 @@ write in the trees it is given). Reply: {"ok": n} or {"failed": "fixture PATH: r
 from __future__ import annotations
 
 import base64
-import json
 import os
 import pwd
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # typing costs milliseconds to import, on every call
-    from typing import Any
-
-
-class Failed(Exception):
-    pass
+from typing import Any
 
 
 def ids(owner: str) -> tuple[int, int]:
@@ -60,27 +51,17 @@ def seed_file(spec: dict[str, Any], base: str) -> None:
     os.chown(path, *owner)
 
 
-def main() -> None:
-    size = int(sys.argv[1])
-    raw = b""
-    while len(raw) < size and (chunk := os.read(0, size - len(raw))):
-        raw += chunk
-    request = json.loads(raw)
+def handle(request: dict[str, Any]) -> dict[str, Any]:
     done = 0
-    try:
-        for kind, seeder in (("dirs", seed_dir), ("files", seed_file)):
-            for spec in request[kind]:
-                try:
-                    seeder(spec, request["base"])
-                except (OSError, ValueError, KeyError) as exc:
-                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                    raise Failed(f"fixture {spec['path']}: {reason}") from None
-                done += 1
-    except Failed as exc:
-        sys.stdout.write(json.dumps({"failed": str(exc)}))
-        return
-    sys.stdout.write(json.dumps({"ok": done}))
+    for kind, seeder in (("dirs", seed_dir), ("files", seed_file)):
+        for spec in request[kind]:
+            try:
+                seeder(spec, request["base"])
+            except (OSError, ValueError, KeyError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return {"failed": f"fixture {spec['path']}: {reason}"}
+            done += 1
+    return {"ok": done}
 
 
-if __name__ == "__main__":
-    main()
+OPS = {"seed": handle}

@@ -1,22 +1,17 @@
 """Workspace snapshot, run inside the sandbox as root: every entry under the watched roots.
 
-Request: {"roots", "hash_limit", "max_entries"}. Reply: {"entries": [[path, kind, size, mode, sha256|null,
-mtime_ns, target|null], ...], "truncated": bool}. Symlinks are recorded, never followed; special files are never
-opened (a FIFO would block), so one snapshot costs one process and a directory walk.
+Request: {"op": "snapshot", "roots", "hash_limit", "max_entries"}. Reply: {"entries": [[path, kind, size, mode,
+sha256|null, mtime_ns, target|null], ...], "truncated": bool}. Symlinks are recorded, never followed; special files
+are never opened (a FIFO would block), so a snapshot is one directory walk.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # typing costs milliseconds to import, on every call
-    from typing import Any
+from typing import Any
 
 KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink"}
 
@@ -61,15 +56,9 @@ def walk(roots: list[str], hash_limit: int, max_entries: int) -> tuple[list[list
     return entries, False
 
 
-def main() -> None:
-    size = int(sys.argv[1])
-    raw = b""
-    while len(raw) < size and (chunk := os.read(0, size - len(raw))):
-        raw += chunk
-    request = json.loads(raw)
+def handle(request: dict[str, Any]) -> dict[str, Any]:
     entries, truncated = walk(request["roots"], request["hash_limit"], request["max_entries"])
-    sys.stdout.write(json.dumps({"entries": entries, "truncated": truncated}, ensure_ascii=False))
+    return {"entries": entries, "truncated": truncated}
 
 
-if __name__ == "__main__":
-    main()
+OPS = {"snapshot": handle}
