@@ -83,6 +83,9 @@ class SimulateConfig(Record):
     pass afterwards, so checks are proven satisfiable as well as failing at first."""
     solution_timeout_s: float = Field(default=30.0, gt=0)
     """Per milestone's reference solution."""
+    calibrate: bool = True
+    """When a check exits as expected after the reference solution but prints other text than the model expected
+    (small models miscount), expect what the solved run printed; the dry run then re-checks that it fails at first."""
     prune: bool = True
     """When the dry run disproves only some checks (pass too early, fail once solved, cannot run) or perturbations
     (fail to apply), drop those instead of asking the model again, provided every milestone keeps a proven check."""

@@ -60,6 +60,8 @@ class Problem:
     message: str
     subject: str | None = None
     """The id of the check or perturbation at fault, when the problem is one of them alone."""
+    printed: str | None = None
+    """For a check that exited as expected once solved but without the expected text: what it printed instead."""
 
     def __str__(self) -> str:
         return self.message
@@ -487,12 +489,14 @@ def solution_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Prob
                 f" and {check.expect_stdout!r} in stdout" if check.expect_stdout else ""
             )
             got = f"exit {result.exit_code}, stdout {_clip(result.stdout)!r}, stderr {_clip(result.stderr)!r}"
+            printed = result.stdout.strip() if result.exit_code == check.expect_exit else None
             problems.append(
                 Problem(
                     "solution",
                     f"check {check.id} ({check.command!r}) still fails after the solution ran: wanted {wanted}, "
                     f"got {got}; fix the check or the solution",
                     check.id,
+                    printed,
                 )
             )
     return problems
@@ -516,7 +520,29 @@ def validate(plan: Plan, sandbox_factory: SandboxFactory, cfg: SimulateConfig) -
     return Validation(problems=problems, seconds=time.monotonic() - started)
 
 
-# --- pruning -----------------------------------------------------------------------------------------------------
+# --- salvage: fixing what the sandbox disproved, without the model -----------------------------------------------
+# Small models write sound worlds with a wrong number in a check, or one fault that cannot apply. Asking again costs
+# minutes and often brings back the same answer; fixing it here costs a dry run, and what is kept is validated again.
+
+_CALIBRATABLE = 300
+"""Longest printed text taken over as a check's expected output."""
+
+
+def calibration(problems: list[Problem]) -> dict[str, str]:
+    """New expected text for the checks that exited as expected after the reference solution but printed something
+    else (a miscounted total, a reformatted line): what the solved run printed, when short enough to expect."""
+    return {
+        p.subject: p.printed
+        for p in problems
+        if p.subject is not None and p.printed and len(p.printed) <= _CALIBRATABLE
+    }
+
+
+def calibrated(plan: Plan, expected: dict[str, str]) -> Plan:
+    """`plan` expecting `expected[check id]` from those checks (recorded in `plan.calibrated`)."""
+    checks = [c.model_copy(update={"expect_stdout": expected[c.id]}) if c.id in expected else c for c in plan.checks]
+    return plan.model_copy(update={"checks": checks, "calibrated": sorted({*plan.calibrated, *expected})})
+
 
 _PRUNABLE: frozenset[ProblemKind] = frozenset({"check_passes", "check_broken", "solution", "trigger", "perturbation"})
 

@@ -224,6 +224,8 @@ class Plan(Record):
     model: str = ""
     pruned: list[str] = Field(default_factory=list)
     """Ids of the checks and perturbations the model wrote but the dry run disproved, dropped by validation."""
+    calibrated: list[str] = Field(default_factory=list)
+    """Ids of the checks whose expected output is what the solved run printed, not what the model guessed."""
 
 
 # --- stage 3: execution traces ----------------------------------------------------------------------------------

@@ -109,6 +109,27 @@ def test_with_pruning_off_the_model_repairs_what_was_disproved(sandboxes: Sandbo
     assert "perturbation p2 exited 1" in (llm.calls[1]["messages"][3].content or "")
 
 
+def test_a_miscounted_expectation_is_taken_from_the_solved_run(sandboxes: SandboxFactory) -> None:
+    world = copy.deepcopy(GOOD_WORLD)
+    world["milestones"][1]["checks"][0]["expect_stdout"] = "2"  # the solution inserts one incident, not two
+    sim, llm = simulator([{"json": world}, {"json": CARD}], sandboxes)
+    plan = sim(intent())
+
+    assert (plan.attempts, llm.remaining) == (1, 0)
+    assert (plan.calibrated, plan.pruned) == (["m2c1"], [])
+    assert plan.checks[1].expect_stdout == "1"  # and "1" is not printed on the initial state (count 0)
+    assert validate(plan, sandboxes, SimulateConfig()).ok
+
+
+def test_a_check_that_exits_wrongly_is_not_calibrated(sandboxes: SandboxFactory) -> None:
+    world = copy.deepcopy(GOOD_WORLD)
+    world["milestones"][1]["checks"][0] |= {"expect_stdout": "2", "expect_exit": 3}
+    sim, _ = simulator([{"json": world}, {"json": GOOD_WORLD}, {"json": CARD}], sandboxes)
+    plan = sim(intent())
+    assert (plan.attempts, plan.calibrated) == (2, [])
+    assert sim.outcomes[0].problem_kinds == {"solution": 1}
+
+
 def test_answers_that_are_not_a_draft_use_up_an_attempt_then_start_afresh(sandboxes: SandboxFactory) -> None:
     replies = [{"content": "Sure! Here is the plan."}, {"json": {"goal": "x"}}, {"json": GOOD_WORLD}, {"json": CARD}]
     sim, llm = simulator(replies, sandboxes, schema_attempts=2)

@@ -38,6 +38,8 @@ from ise.plan_validation import (
     WORKSPACE,
     Problem,
     SandboxFactory,
+    calibrated,
+    calibration,
     disproved,
     resolve_path,
     root_home,
@@ -335,20 +337,33 @@ class Simulator:
                 outcome.failures.append([str(exc)])
                 continue
             candidate = plan_from_draft(intent, world, None, self.cfg, attempts=attempt, model=self.llm.model)
-            problems = self._validate(candidate, outcome)
-            dropped = disproved(candidate, problems) if self.cfg.prune else None
-            if dropped and not self._validate(without(candidate, dropped), outcome):
-                problems = []
-            if not problems:
+            kept, problems = self._keep(candidate, outcome)
+            if kept is not None:
                 outcome.validated = True
                 card = self._card(intent, world, attempt, outcome) if self.cfg.two_part else None
-                plan = plan_from_draft(intent, world, card, self.cfg, attempts=attempt, model=self.llm.model)
-                return without(plan, dropped) if dropped else plan
+                if card is None:
+                    return kept
+                return kept.model_copy(update={"user": _user_card(intent, world, card, kept.user.milestones)})
             outcome.problem_kinds.update(p.kind for p in problems)
             outcome.failures.append([str(p) for p in problems])
             conversation += [Message(role="assistant", content=reply), repair_message(problems)]
         summary = "; ".join(str(p) for p in problems[:6])
         raise PlanRejected(f"no valid plan after {self.cfg.max_attempts} attempts; last problems: {summary}")
+
+    def _keep(self, plan: Plan, outcome: Outcome) -> tuple[Plan | None, list[Problem]]:
+        """`plan` as it may be kept (checks calibrated, disproved parts dropped, validated again), or None and the
+        problems of the model's own plan, to show it."""
+        problems = self._validate(plan, outcome)
+        if not problems:
+            return plan, []
+        fixed, left = plan, problems
+        if self.cfg.calibrate and (expected := calibration(left)):
+            fixed = calibrated(fixed, expected)
+            left = self._validate(fixed, outcome)
+        if left and self.cfg.prune and (dropped := disproved(fixed, left)):
+            fixed = without(fixed, dropped)
+            left = self._validate(fixed, outcome)
+        return (fixed, []) if not left else (None, problems)
 
     def _validate(self, plan: Plan, outcome: Outcome) -> list[Problem]:
         validation = validate(plan, self.sandbox_factory, self.cfg)
@@ -492,6 +507,7 @@ def simulate_stats(output: Path, run: RunStats, outcomes: Sequence[Outcome]) -> 
         "checks_per_plan": _spread([len(p.checks) for p in plans]),
         "perturbations_per_plan": _spread([len(p.perturbations) for p in plans]),
         "pruned_plans": sum(bool(p.pruned) for p in plans),
+        "calibrated_plans": sum(bool(p.calibrated) for p in plans),
         "this_run": {
             "intents": len(outcomes),
             "attempts": attempts,
@@ -533,6 +549,7 @@ def stats_table(stats: dict[str, Any]) -> Table:
         ("checks per plan", _brief(stats["checks_per_plan"])),
         ("perturbations per plan", _brief(stats["perturbations_per_plan"])),
         ("plans with disproved parts dropped", stats["pruned_plans"]),
+        ("plans with calibrated checks", stats["calibrated_plans"]),
         ("this run: attempt pass rate", this_run["attempt_pass_rate"]),
         ("this run: problems", ", ".join(f"{k} {v}" for k, v in this_run["problems"].items()) or "-"),
         ("this run: default user cards", this_run["card_fallbacks"]),
