@@ -27,7 +27,8 @@ image: engine
 	$(ISE) sandbox build
 
 model: venv
-	$(ISE) llm fetch
+	$(ISE) llm fetch -m qwen2.5-coder-0.5b
+	$(ISE) llm fetch -m qwen2.5-coder-1.5b
 
 demo: setup
 	$(ISE) run -c configs/demo.yaml
