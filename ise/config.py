@@ -30,6 +30,8 @@ class IntentsConfig(Record):
     """Directory holding personas.yaml, domains.yaml, tasks.yaml, complexity.yaml."""
     count: int = Field(default=100, ge=1)
     """How many matrix cells to sample (before dedup)."""
+    domains: list[str] = Field(default_factory=list)
+    """Domain ids to sample from (e.g. [data, logs]); empty: every domain of the taxonomy."""
     complexity_priors: dict[str, float] = Field(default_factory=lambda: {"simple": 0.1, "medium": 0.4, "complex": 0.5})
     """Share of each complexity level (simple, medium, complex); normalised, need not sum to 1."""
     max_attempts: int = Field(default=3, ge=1)

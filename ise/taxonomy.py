@@ -6,6 +6,7 @@ reported as one InputError that names the file and the key, before any work star
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -103,6 +104,18 @@ class Taxonomy(Record):
         """The role, experience or style facet called `name` (for its hint)."""
         values: list[Facet] = getattr(self.personas, {"role": "roles", "style": "styles"}.get(kind, kind))
         return next(value for value in values if value.name == name)
+
+    def restricted(self, domain_ids: Sequence[str]) -> Taxonomy:
+        """Only these domains and their tasks (all of them when none are named)."""
+        if not domain_ids:
+            return self
+        known = [domain.id for domain in self.domains]
+        unknown = [name for name in domain_ids if name not in known]
+        if unknown:
+            raise InputError(f"config: intents.domains: unknown domain '{unknown[0]}' (known: {', '.join(known)})")
+        domains = [domain for domain in self.domains if domain.id in domain_ids]
+        tasks = [task for task in self.tasks if task.domain in domain_ids]
+        return self.model_copy(update={"domains": domains, "tasks": tasks})
 
     def _tasks_by_id(self) -> dict[str, Task]:
         return {task.id: task for task in self.tasks}

@@ -95,3 +95,13 @@ def test_unknown_complexity_prior_is_an_input_error(taxonomy: Taxonomy) -> None:
         sample_cells(taxonomy, 10, {"simple": 1, "epic": 1}, seed=0)
     with pytest.raises(InputError, match="positive sum"):
         sample_cells(taxonomy, 10, {"simple": 0}, seed=0)
+
+
+def test_domain_selection_samples_only_those_domains_and_their_tasks(taxonomy: Taxonomy) -> None:
+    chosen = taxonomy.restricted(["data", "logs"])
+    cells = sample_cells(chosen, 40, PRIORS, seed=3)
+    assert Counter(cell.domain for cell in cells) == {"data": 20, "logs": 20}
+    assert {task.split(".")[0] for cell in cells for task in cell.tasks} == {"data", "logs"}
+    assert taxonomy.restricted([]) is taxonomy
+    with pytest.raises(InputError, match=r"intents\.domains: unknown domain 'cooking'"):
+        taxonomy.restricted(["data", "cooking"])

@@ -226,7 +226,7 @@ def run_intents(
     if output.is_dir():
         raise InputError(f"output {output} is a directory; give a .jsonl file path")
     check_priors(settings.complexity_priors)
-    taxonomy = load_taxonomy(settings.taxonomy)
+    taxonomy = load_taxonomy(settings.taxonomy).restricted(settings.domains)
     cells = sample_cells(taxonomy, count or settings.count, settings.complexity_priors, config.seed)
     embedder = embedder or build_embedder(settings.embedding_model)
     own_llm = llm is None
