@@ -650,6 +650,6 @@ def run_export(traces_path: Path, out_dir: Path, config: Config, *, console: Con
     if summary.render_checked:
         ok = summary.render_checked - summary.render_failed
         console.print(f"render check: {ok}/{summary.render_checked} rows rendered correctly by {backend.model}")
-    elif cfg.render_samples:
+    elif cfg.render_samples and total:
         console.print("render check skipped: the embedded model is not fetched (`ise llm fetch`)")
     return summary
