@@ -43,8 +43,9 @@ SWEEP_SLACK_S = 0.25
 REMOVAL_WAIT_S = 10.0
 
 # Kills processes of the calling user that started less than $age centiseconds ago, except $excl and the script's
-# own ancestors; several passes, since a fork bomb forks between them. Builtins only: it must work when the pids
-# limit is exhausted. Clock ticks are 100/s on Linux (USER_HZ), the unit of /proc/uptime's two decimals too.
+# own ancestors; passes until one finds nothing to kill, since a fork bomb forks between them (a loaded machine
+# needed more than 20). Builtins only: it must work when the pids limit is exhausted. Clock ticks are 100/s on
+# Linux (USER_HZ), the unit of /proc/uptime's two decimals too.
 SWEEP = r"""
 p=$$
 while [[ $p -gt 1 ]]; do
@@ -53,7 +54,7 @@ while [[ $p -gt 1 ]]; do
   rest=${line##*) }; set -f; set -- $rest; set +f; p=$2
 done
 total=0
-for pass in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+for ((pass = 0; pass < 200; pass++)); do
   IFS=' ' read -r up _ < /proc/uptime; now=${up/./}; now=$((10#$now)); hit=0
   for d in /proc/[0-9]*; do
     q=${d#/proc/}
