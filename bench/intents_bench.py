@@ -120,7 +120,7 @@ def bench_realise(n: int) -> None:
     from ise.taxonomy import load_taxonomy
 
     cfg = load_config([str(ROOT / "configs" / "demo.yaml")])
-    taxonomy = load_taxonomy(ROOT / cfg.intents.taxonomy)
+    taxonomy = load_taxonomy(ROOT / cfg.intents.taxonomy).restricted(cfg.intents.domains)  # as the demo samples
     cells = sample_cells(taxonomy, n, cfg.intents.complexity_priors, cfg.seed)
     start = time.perf_counter()
     llm = cfg.llm_for("intents").build()
