@@ -26,9 +26,10 @@ from typing import Any
 
 from ise.config import load_config
 from ise.jsonl import read_records, write_atomic
-from ise.records import Completion, Message, ToolCall, ToolSpec, Trace, Usage
+from ise.records import Completion, Message, Profile, ToolCall, ToolSpec, Trace, Usage
 from ise.sandbox.base import Sandbox
-from ise.stages.execute import SandboxFactory, docker_sandboxes, run_execute
+from ise.sandbox.provider import SandboxFactory
+from ise.stages.execute import open_sandboxes, run_execute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from execute_support import bash, call, make_plan, results_this_turn, sim_turn, user_turn
@@ -100,8 +101,8 @@ class CpuMeter:
 
     def wrap(self, factory: SandboxFactory) -> SandboxFactory:
         @contextmanager
-        def measured() -> Iterator[Sandbox]:
-            with factory() as sandbox:
+        def measured(profile: Profile) -> Iterator[Sandbox]:
+            with factory(profile) as sandbox:
                 try:
                     yield sandbox
                 finally:
@@ -154,7 +155,7 @@ def measure(
     write_atomic(plans_path, plans)
     llms = (LatencyLLM(latency_s, "agent"), LatencyLLM(latency_s, "user"))
     meter = CpuMeter()
-    with docker_sandboxes(config) as factory:
+    with open_sandboxes(config) as factory:
         before, started = meter.read(), time.monotonic()
         stats = run_execute(plans_path, output, config, llms=llms, sandbox_factory=meter.wrap(factory))
         elapsed, after = time.monotonic() - started, meter.read()

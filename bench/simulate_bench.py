@@ -26,7 +26,8 @@ from ise.jsonl import read_records
 from ise.llm.base import LLM
 from ise.plan_validation import static_problems, validate
 from ise.records import Intent, Plan
-from ise.stages.simulate import PlanRejected, Simulator, default_sandbox_factory, require_image
+from ise.sandbox.provider import SandboxFactory, open_provider
+from ise.stages.simulate import PlanRejected, Simulator
 
 GOOD_PLAN = Path("tests/data/simulate/good_plan.yaml")
 
@@ -52,10 +53,10 @@ def main() -> None:
         config = load_config(
             [*args.config, f"simulate.two_part={mode == 'two_part'}", f"simulate.max_attempts={args.attempts}"]
         )
-        require_image(config)
         llm = config.llm_for("simulate").build()
         try:
-            columns[mode] = run_mode(mode, intents, args.seeds, config, llm, console)
+            with open_provider(config.sandbox, run_id="simulate-bench") as sandboxes:
+                columns[mode] = run_mode(mode, intents, args.seeds, config, llm, sandboxes, console)
         finally:
             llm.close()
     table = Table(title=f"simulate bench: {len(intents)} intents x {args.seeds} seeds, {args.attempts} attempts")
@@ -70,8 +71,11 @@ def main() -> None:
 def validation_table(config: Config, repeats: int) -> Table:
     """Seconds to validate the hand-written plan of the tests: the dry run alone, and with the solved run."""
     plan = Plan.model_validate(yaml.safe_load(GOOD_PLAN.read_text()))
-    require_image(config)
-    sandboxes = default_sandbox_factory(config)
+    with open_provider(config.sandbox, run_id="simulate-bench") as sandboxes:
+        return _validation_table(plan, config, sandboxes, repeats)
+
+
+def _validation_table(plan: Plan, config: Config, sandboxes: SandboxFactory, repeats: int) -> Table:
     timings: dict[str, list[float]] = {"static checks": [], "dry run": [], "dry run + solved run": []}
     for _ in range(repeats):
         started = time.monotonic()
@@ -90,7 +94,7 @@ def validation_table(config: Config, repeats: int) -> Table:
 
 
 def run_mode(
-    mode: str, intents: list[Intent], seeds: int, config: Config, llm: LLM, console: Console
+    mode: str, intents: list[Intent], seeds: int, config: Config, llm: LLM, sandboxes: SandboxFactory, console: Console
 ) -> dict[str, str]:
     kept: list[int] = []
     problems: Counter[str] = Counter()
@@ -101,7 +105,7 @@ def run_mode(
     for seed in range(seeds):
         for intent in intents:
             runs += 1
-            simulator = Simulator(llm, config.simulate, default_sandbox_factory(config), seed=seed * 100)
+            simulator = Simulator(llm, config.simulate, sandboxes, seed=seed * 100)
             try:
                 plan = simulator(intent)
                 kept.append(plan.attempts)

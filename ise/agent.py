@@ -201,16 +201,26 @@ class ToolOutcome:
 class ToolBox:
     """Executes file and shell tools in the sandbox as the agent user and turns outcomes into tool messages."""
 
-    def __init__(self, sandbox: Sandbox, meter: Meter, *, command_timeout_s: float, output_limit: int) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        meter: Meter,
+        *,
+        command_timeout_s: float,
+        output_limit: int,
+        watch_roots: Sequence[str] | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.meter = meter
         self.command_timeout_s = command_timeout_s
         self.output_limit = output_limit
+        self.watch_roots = watch_roots
+        """Roots whose changes each step records (None: the sandbox's own watch roots)."""
         self._snapshot: dict[str, FileEntry] | None = None
 
     def refresh_snapshot(self) -> None:
-        """Re-read the workspace state, so changes made by root (perturbations) are not blamed on the next step."""
-        self._snapshot = self.meter.timed(self.sandbox.snapshot)
+        """Re-read the watched state, so changes made by root (perturbations) are not blamed on the next step."""
+        self._snapshot = self.meter.timed(lambda: self.sandbox.snapshot(self.watch_roots))
 
     def changes_since_last(self) -> list[WorkspaceChange]:
         before = self._snapshot
@@ -362,6 +372,7 @@ class Agent:
         """Ask the model; an unparsable reply is shown back as a transient hint (not kept in the conversation)."""
         ctx = self.ctx
         request = messages
+        empty: Completion | None = None
         for attempt in range(ctx.malformed_retries + 1):
             try:
                 completion = ctx.meter.chat("agent", ctx.llm, request, tools=self.specs, seed=ctx.seed + attempt)
@@ -377,8 +388,11 @@ class Agent:
                 continue
             if completion.message.content or completion.message.tool_calls:
                 return completion
+            empty = completion
             ctx.model_errors.append(ErrorEvent(kind="empty", message="empty reply", turn=ctx.turn))
             request = [*messages, Message(role="user", content="Your reply was empty. Use a tool or answer.")]
+        if empty is not None and ctx.model_errors[-1].kind == "empty":
+            return empty  # an empty answer is still an answer: the user and the checks judge it
         raise EpisodeEnded(TerminationReason.MODEL_ERROR, "the agent's replies could not be parsed")
 
     def _step(self, call: ToolCall, completion: Completion, message_index: int) -> Step:

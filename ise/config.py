@@ -115,6 +115,9 @@ class ExecuteConfig(Record):
     """Per check, probe, perturbation script and trigger condition."""
     retry_infra_errors: bool = True
     """On start, drop traces tagged infra_error from the output so they run again."""
+    retry_setup_errors: bool = False
+    """On start, also rerun traces whose plan setup failed (setup_error); without it they are rerun only when their
+    plan or the sandbox image changed since."""
     max_consecutive_infra_errors: int = Field(default=5, ge=1)
     """Stop the stage after this many infra failures in a row: the endpoint or engine is down, not one episode."""
 
@@ -150,7 +153,7 @@ class Config(Record):
     run_dir: Path = Path("runs/default")
     """Where `ise run` keeps every stage's output."""
     seed: int = 0
-    workers: int = 1
+    workers: int = Field(default=1, ge=1)
     """Records processed concurrently by each stage."""
     llm: LLMBackend = Field(default_factory=EmbeddedBackend)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
@@ -202,8 +205,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"config {path} is not UTF-8 text (byte {exc.start + 1}): is it a YAML file?") from None
     except yaml.YAMLError as exc:
         raise InputError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise InputError(f"config {path} is not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # PyYAML's resolvers raise it for some malformed scalars (e.g. `0x_`)
+        raise InputError(f"config {path} is not valid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -214,7 +223,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _parse_value(source: str, raw: str) -> Any:
     try:
         return yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         raise InputError(f"override {source!r}: value is not valid YAML") from None
 
 

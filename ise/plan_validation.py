@@ -20,20 +20,15 @@ import posixpath
 import re
 import shlex
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ise.checks import answer_for, run_check
 from ise.config import SimulateConfig
-from ise.records import Fixtures, Intent, Plan
+from ise.records import AnswerCheck, Check, CheckResult, Fixtures, Intent, Plan, ShellCheck
 from ise.sandbox.base import ExecResult, FileEntry, Sandbox, SandboxError
-
-SandboxFactory = Callable[[], AbstractContextManager[Sandbox]]
-"""Opens a fresh sandbox; the dry run closes it."""
-
-WORKSPACE = "/workspace"
-AGENT_HOME = "/home/agent"
+from ise.sandbox.provider import SandboxFactory
+from ise.scope import AGENT_HOME, WORKSPACE, resolve_path
 
 ProblemKind = Literal[
     "schema",
@@ -78,16 +73,6 @@ class Validation:
 
 
 # --- paths -------------------------------------------------------------------------------------------------------
-
-
-def resolve_path(path: str) -> str:
-    """Where a fixture path lands: `~/x` in the agent's home, relative paths under /workspace."""
-    path = path.strip()
-    if path == "~" or path.startswith("~/"):
-        path = AGENT_HOME + path[1:]
-    elif not path.startswith("/"):
-        path = f"{WORKSPACE}/{path}"
-    return posixpath.normpath(path)
 
 
 def _under(path: str, root: str) -> bool:
@@ -147,11 +132,11 @@ def _mentioned_roots(intent: Intent) -> list[str]:
     return [root for root in roots if root != "/"]
 
 
-def allowed_roots(intent: Intent, cfg: SimulateConfig) -> list[str] | None:
-    """Where a plan may put things; None means anywhere (the intent is about system configuration)."""
-    if intent.domain.strip().lower() in {d.lower() for d in cfg.system_domains}:
+def allowed_roots(plan: Plan, cfg: SimulateConfig) -> list[str] | None:
+    """Where a plan may put things; None means anywhere (an admin plan, or one about system configuration)."""
+    if plan.profile == "admin" or plan.intent.domain.strip().lower() in {d.lower() for d in cfg.system_domains}:
         return None
-    return [WORKSPACE, AGENT_HOME, *_mentioned_roots(intent)]
+    return [WORKSPACE, AGENT_HOME, *_mentioned_roots(plan.intent)]
 
 
 # --- static checks -----------------------------------------------------------------------------------------------
@@ -207,7 +192,7 @@ def _fixture_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
     files = plan.fixtures.files
     if len(files) > cfg.max_files:
         problems.append(Problem("size", f"{len(files)} files, more than the cap of {cfg.max_files}"))
-    roots = allowed_roots(plan.intent, cfg)
+    roots = allowed_roots(plan, cfg)
     total = 0
     seen: set[str] = set()
     for f in files:
@@ -261,12 +246,23 @@ def _path_problems(what: str, path: str, mode: str, roots: list[str] | None) -> 
     return problems
 
 
-_TILDE = re.compile(r"(?<![\w/.~$-])~(?=/|\s|$)")
+_TILDE = re.compile(r"'[^']*'|(?<![\w/.~$-])~(?=/|\s|$)")
+"""A home-directory ~, or a single-quoted string, where only ~/... is one: awk's `$4 ~ /x/` matches a pattern."""
+_QUOTED_TILDE = re.compile(r"(?<![\w/.~$-])~(?=/)")
 
 
 def root_home(script: str) -> str:
     """Root's ~ is /root; in a plan it always means the agent's home, so spell that out."""
-    return _TILDE.sub(AGENT_HOME, script)
+    return _TILDE.sub(_agent_home, script)
+
+
+def _agent_home(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return _QUOTED_TILDE.sub(AGENT_HOME, text) if text.startswith("'") else AGENT_HOME
+
+
+def _has_tilde(script: str) -> bool:
+    return _TILDE.sub(_agent_home, script) != script
 
 
 def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
@@ -281,7 +277,7 @@ def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
         if not script.strip()
     ]
     scripts = [("setup script", plan.fixtures.setup_script or "")]
-    scripts += [(f"check {c.id}", c.command) for c in plan.checks]
+    scripts += [(f"check {c.id}", c.command) for c in plan.checks if c.command is not None]
     for p in plan.perturbations:
         scripts.append((f"perturbation {p.id}", p.script))
         if p.when is not None:
@@ -299,12 +295,12 @@ def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
 
 def _root_tilde_problems(plan: Plan) -> list[Problem]:
     """Checks and perturbations run as root, whose ~ is /root, not the agent's home."""
-    scripts = [(f"check {c.id}", c.command) for c in plan.checks]
+    scripts = [(f"check {c.id}", c.command) for c in plan.checks if c.command is not None]
     scripts += [(f"perturbation {p.id}", f"{p.script}\n{p.when or ''}") for p in plan.perturbations]
     return [
         Problem("path", f"{name} runs as root, where ~ is /root: write {AGENT_HOME} instead")
         for name, text in scripts
-        if _TILDE.search(text)
+        if _has_tilde(text)
     ]
 
 
@@ -337,7 +333,7 @@ def dry_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
     problems = _consistency(plan.intent, sandbox, cfg)
     problems += _checks(plan, sandbox, cfg)
     problems += _perturbations(plan, sandbox, cfg)
-    if (roots := allowed_roots(plan.intent, cfg)) is not None:
+    if (roots := allowed_roots(plan, cfg)) is not None:
         problems += _scope(roots, sandbox, cfg)
     return problems
 
@@ -384,34 +380,61 @@ def _exists_test(token: str) -> str:
     return f'[ -n "$(find {roots} {option} {shlex.quote(pattern)} -print -quit 2>/dev/null)" ]'
 
 
+NON_ANSWERS = ("", "I do not know.")
+"""Answers that must fail every answer check on the initial state: nothing, and a non-answer."""
+
+
 def _checks(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
     problems: list[Problem] = []
     before = sandbox.snapshot()
     for check in plan.checks:
-        result = _root(sandbox, check.command, cfg.check_timeout_s)
-        name = f"check {check.id} ({check.command!r})"
-        if result.timed_out:
-            problems.append(
-                Problem("check_broken", f"{name} did not finish within {cfg.check_timeout_s:g} s", check.id)
-            )
-        elif result.exit_code in (126, 127):
-            problems.append(
-                Problem("check_broken", f"{name} cannot run (exit {result.exit_code}): {_tail(result)}", check.id)
-            )
-        elif check_passes(check.expect_exit, check.expect_stdout, result):
-            problems.append(
-                Problem(
-                    "check_passes",
-                    f"{name} already passes before any work is done, so it proves nothing; "
-                    "it must test the result of the task",
-                    check.id,
-                )
-            )
+        name = f"check {check.id} ({_what(check)})"
+        for answer in NON_ANSWERS if isinstance(check, AnswerCheck) else ("",):
+            result = run_check(check, sandbox, answer=answer, timeout_s=cfg.check_timeout_s)
+            if problem := _broken(check, name, result, cfg):
+                problems.append(problem)
+                break
+            if result.passed:
+                problems.append(_passes_too_early(check, name, answer))
+                break
     if changed := _changed(before, sandbox.snapshot()):
         problems.append(
             Problem("check_writes", f"the checks changed {', '.join(changed[:5])}; a check must only look, not write")
         )
     return problems
+
+
+def _what(check: Check) -> str:
+    if isinstance(check, ShellCheck):
+        return repr(check.command)
+    source = f"command {check.command!r}" if check.command else repr(check.expected or check.options)
+    return f"answer {check.match} {source}"
+
+
+def _broken(check: Check, name: str, result: CheckResult, cfg: SimulateConfig) -> Problem | None:
+    if isinstance(check, AnswerCheck) and check.command is None:
+        return None
+    if result.timed_out:
+        return Problem("check_broken", f"{name} did not finish within {cfg.check_timeout_s:g} s", check.id)
+    if result.exit_code in (126, 127):
+        why = (result.stderr.strip() or result.stdout.strip() or "(no output)").replace("\n", " | ")[:400]
+        return Problem("check_broken", f"{name} cannot run (exit {result.exit_code}): {why}", check.id)
+    return None
+
+
+def _passes_too_early(check: Check, name: str, answer: str) -> Problem:
+    if isinstance(check, AnswerCheck):
+        return Problem(
+            "check_passes",
+            f"{name} accepts the answer {answer!r} before any work is done, so it proves nothing; "
+            "it must accept only the right answer",
+            check.id,
+        )
+    return Problem(
+        "check_passes",
+        f"{name} already passes before any work is done, so it proves nothing; it must test the result of the task",
+        check.id,
+    )
 
 
 _HOUSEKEEPING = re.compile(r"/(?:\.git|__pycache__|\.pytest_cache)(?:/|$)")
@@ -421,13 +444,6 @@ _HOUSEKEEPING = re.compile(r"/(?:\.git|__pycache__|\.pytest_cache)(?:/|$)")
 def _changed(before: dict[str, FileEntry], after: dict[str, FileEntry]) -> list[str]:
     paths = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
     return [path for path in paths if not _HOUSEKEEPING.search(path)]
-
-
-def check_passes(expect_exit: int, expect_stdout: str | None, result: ExecResult) -> bool:
-    """The one rule for a check's verdict, shared with the execute stage."""
-    if result.timed_out or result.exit_code != expect_exit:
-        return False
-    return expect_stdout is None or expect_stdout in result.stdout
 
 
 def _perturbations(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
@@ -471,9 +487,11 @@ def _tail(result: ExecResult, limit: int = 400) -> str:
 
 
 def solution_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
-    """In a fresh sandbox: run every milestone's solution as the agent, then every check must pass."""
+    """In a fresh sandbox: run every milestone's solution as the agent (what it prints is its reference answer),
+    then every check must pass."""
     if problem := _seed(sandbox, plan.fixtures, "setup", "fixtures and setup could not be applied"):
         return [problem]
+    answers: dict[str, str] = {}
     for milestone, script in zip(plan.user.milestones, plan.solution, strict=True):
         result = sandbox.exec(script, timeout_s=cfg.solution_timeout_s, user="agent")
         if result.timed_out or result.exit_code != 0:
@@ -481,25 +499,37 @@ def solution_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Prob
                 f"did not finish in {cfg.solution_timeout_s:g} s" if result.timed_out else f"exited {result.exit_code}"
             )
             return [Problem("solution", f"the solution of milestone {milestone.id} {how}: {_tail(result)}")]
+        answers[milestone.id] = result.stdout.strip()
+    final = answers[plan.user.milestones[-1].id] if plan.user.milestones else ""
     problems: list[Problem] = []
     for check in plan.checks:
-        result = _root(sandbox, check.command, cfg.check_timeout_s)
-        if not check_passes(check.expect_exit, check.expect_stdout, result):
-            wanted = f"exit {check.expect_exit}" + (
-                f" and {check.expect_stdout!r} in stdout" if check.expect_stdout else ""
-            )
-            got = f"exit {result.exit_code}, stdout {_clip(result.stdout)!r}, stderr {_clip(result.stderr)!r}"
-            printed = result.stdout.strip() if result.exit_code == check.expect_exit else None
-            problems.append(
-                Problem(
-                    "solution",
-                    f"check {check.id} ({check.command!r}) still fails after the solution ran: wanted {wanted}, "
-                    f"got {got}; fix the check or the solution",
-                    check.id,
-                    printed,
-                )
-            )
+        answer = answer_for(check.id, plan.user.milestones, answers, final)
+        verdict = run_check(check, sandbox, answer=answer, timeout_s=cfg.check_timeout_s)
+        if not verdict.passed:
+            problems.append(_still_fails(check, verdict))
     return problems
+
+
+def _still_fails(check: Check, result: CheckResult) -> Problem:
+    if isinstance(check, AnswerCheck):
+        got = f"the reference answer {_clip(result.answer or '')!r}"
+        return Problem(
+            "solution",
+            f"answer check {check.id} ({_what(check)}) rejects {got}: {result.reason}; the solution of its "
+            "milestone must print the answer, and the check must accept it",
+            check.id,
+        )
+    assert isinstance(check, ShellCheck)
+    wanted = f"exit {check.expect_exit}" + (f" and {check.expect_stdout!r} in stdout" if check.expect_stdout else "")
+    got = f"exit {result.exit_code}, stdout {_clip(result.stdout)!r}, stderr {_clip(result.stderr)!r}"
+    printed = result.stdout.strip() if result.exit_code == check.expect_exit and not result.timed_out else None
+    return Problem(
+        "solution",
+        f"check {check.id} ({check.command!r}) still fails after the solution ran: wanted {wanted}, got {got}; "
+        "fix the check or the solution",
+        check.id,
+        printed,
+    )
 
 
 def _clip(text: str, limit: int = 160) -> str:
@@ -512,10 +542,10 @@ def validate(plan: Plan, sandbox_factory: SandboxFactory, cfg: SimulateConfig) -
     started = time.monotonic()
     problems = static_problems(plan, cfg)
     if not problems:
-        with sandbox_factory() as sandbox:
+        with sandbox_factory(plan.profile) as sandbox:
             problems = dry_run(plan, sandbox, cfg)
         if plan.solution and not any(p.kind in ("fixture", "setup") for p in problems):
-            with sandbox_factory() as sandbox:
+            with sandbox_factory(plan.profile) as sandbox:
                 problems += solution_run(plan, sandbox, cfg)
     return Validation(problems=problems, seconds=time.monotonic() - started)
 
@@ -540,7 +570,10 @@ def calibration(problems: list[Problem]) -> dict[str, str]:
 
 def calibrated(plan: Plan, expected: dict[str, str]) -> Plan:
     """`plan` expecting `expected[check id]` from those checks (recorded in `plan.calibrated`)."""
-    checks = [c.model_copy(update={"expect_stdout": expected[c.id]}) if c.id in expected else c for c in plan.checks]
+    checks = [
+        c.model_copy(update={"expect_stdout": expected[c.id]}) if c.id in expected and isinstance(c, ShellCheck) else c
+        for c in plan.checks
+    ]
     return plan.model_copy(update={"checks": checks, "calibrated": sorted({*plan.calibrated, *expected})})
 
 

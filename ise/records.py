@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 
 class Record(BaseModel):
@@ -93,6 +94,11 @@ class Fixtures(Record):
 # --- stage 1: intents -----------------------------------------------------------------------------------------
 
 Complexity = Literal["simple", "medium", "complex"]
+
+Profile = Literal["user", "admin"]
+"""The sandbox a plan needs. user: the agent is an unprivileged user, the root filesystem read-only. admin: the
+agent is root in the container, the root filesystem writable (the container's own layer), the capabilities system
+work needs; network, limits and no-new-privileges stay (see ise/sandbox/config.py)."""
 
 
 class Persona(Record):
@@ -188,15 +194,94 @@ class Perturbation(Record):
     """Or: fire after the first agent step at which this shell condition exits 0."""
 
 
-class Check(Record):
-    """A shell command, run as root against the final workspace, that proves part of the outcome."""
+class ShellCheck(Record):
+    """A shell command, run as root against the final state, that proves part of the outcome."""
 
+    kind: Literal["shell"] = "shell"
     id: str
     description: str
     command: str
     expect_exit: int = 0
     expect_stdout: str | None = None
     """If set, stdout must contain this text."""
+
+
+AnswerMatch = Literal["exact", "contains", "regex", "number", "one_of"]
+
+
+class AnswerCheck(Record):
+    """The agent's answer, compared with an expected value after normalisation (ise/checks.py documents it).
+
+    Which answer: the agent's last answer while the check's milestone was the current one (the answer of the turn
+    that completed it); for a check no milestone names, the episode's final answer. The expected value is
+    `expected` (`options` for one_of), or what `command` prints: it runs as root at check time with the answer on
+    stdin and in $ISE_ANSWER, must exit 0, and its stripped stdout is the expected value (for one_of, one
+    accepted answer per line), so the truth can be computed from the final state."""
+
+    kind: Literal["answer"]
+    id: str
+    description: str
+    match: AnswerMatch = "exact"
+    expected: str | None = None
+    """exact, contains: the text; regex: the pattern (searched); number: the value."""
+    options: list[str] = Field(default_factory=list)
+    """one_of: the accepted answers."""
+    tolerance: float = Field(default=0.0, ge=0)
+    """number: the largest accepted absolute difference."""
+    case_sensitive: bool = False
+    command: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("command is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _expectation(self) -> AnswerCheck:
+        given = self.expected is not None or bool(self.options)
+        if self.command is not None and given:
+            raise ValueError(f"answer check {self.id}: give `expected`/`options` or `command`, not both")
+        if self.command is None:
+            _static_expectation_problem(self)
+        return self
+
+
+def _static_expectation_problem(check: AnswerCheck) -> None:
+    """Raises ValueError when a literal expectation cannot work (checked when the plan is read)."""
+    if check.match == "one_of":
+        if not check.options or any(not o.strip() for o in check.options):
+            raise ValueError(f"answer check {check.id}: one_of needs non-empty `options`")
+        return
+    if check.options:
+        raise ValueError(f"answer check {check.id}: `options` is only for one_of")
+    if check.expected is None or not check.expected.strip():
+        raise ValueError(f"answer check {check.id}: `expected` is missing or empty")
+    if check.match == "regex":
+        try:
+            re.compile(check.expected)
+        except re.error as exc:
+            raise ValueError(f"answer check {check.id}: invalid regex {check.expected!r}: {exc}") from None
+    if check.match == "number":
+        try:
+            float(check.expected.replace(",", ""))
+        except ValueError:
+            raise ValueError(f"answer check {check.id}: expected {check.expected!r} is not a number") from None
+
+
+def _check_kind(value: Any) -> str:
+    """Plans written before check kinds existed have no `kind`: they are shell checks."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "shell"))
+    return str(getattr(value, "kind", "shell"))
+
+
+Check = Annotated[
+    Annotated[ShellCheck, Tag("shell")] | Annotated[AnswerCheck, Tag("answer")],
+    Discriminator(_check_kind),
+]
+"""A success check, discriminated on `kind` (shell when absent)."""
 
 
 class Budgets(Record):
@@ -218,7 +303,13 @@ class Plan(Record):
     budgets: Budgets
     solution: list[str] = Field(default_factory=list)
     """Reference shell per milestone, run in order as the agent, that the dry run saw turn every check green.
-    For audit and re-validation only: never shown to the agent or the user simulator."""
+    What a milestone's script prints on stdout is its reference answer (for answer checks). For audit,
+    re-validation and oracle replay only: never shown to the agent or the user simulator."""
+    profile: Profile = "user"
+    """The sandbox the plan needs (the config may force one: sandbox.profile)."""
+    watch: list[str] = Field(default_factory=list)
+    """Absolute paths outside the workspace and the agent's home whose changes every step records (the roots the
+    plan seeds are watched anyway)."""
     attempts: int = 1
     """LLM attempts it took to produce a plan that passed validation."""
     model: str = ""
@@ -245,11 +336,14 @@ class Plan(Record):
 #   reasons outside the agent (sandbox, endpoint): they have no checks and belong in no training set.
 # - `failures` link what went wrong to what overcame it (see ise/recovery.py); `recoveries` counts the linked ones.
 
-TRACE_SCHEMA_VERSION = 1
+TRACE_SCHEMA_VERSION = 2
+"""2: check kinds (CheckResult.kind, answer, expected), termination setup_error, TraceEnv.plan_sha256 and profile.
+A version-1 trace reads as version 2 as it is (every added field has a default)."""
 
 
 class TerminationReason(StrEnum):
-    """Why an episode ended. Only infra_error means the run itself broke; the rest are the agent's outcome."""
+    """Why an episode ended. infra_error (the run broke) and setup_error (the plan's own world could not be built)
+    are nobody's outcome; the rest are the agent's."""
 
     USER_DONE = "user_done"
     """The user simulator declared the task done."""
@@ -266,6 +360,9 @@ class TerminationReason(StrEnum):
     """The user simulator kept slipping into the assistant's role and no fallback message was left."""
     INFRA_ERROR = "infra_error"
     """The sandbox or an LLM endpoint failed: not the agent's fault; excluded from training by default."""
+    SETUP_ERROR = "setup_error"
+    """The plan's fixtures or setup script failed: the plan's fault. Excluded from training, not retried on a rerun
+    unless the plan or the image changed (or `execute.retry_setup_errors`)."""
 
 
 class TraceIntent(Record):
@@ -359,10 +456,18 @@ class CheckResult(Record):
     id: str
     passed: bool
     exit_code: int
+    """The command's exit code (0 for an answer check without a command)."""
     stdout: str = ""
     stderr: str = ""
     duration_s: float = 0.0
     timed_out: bool = False
+    kind: Literal["shell", "answer"] = "shell"
+    answer: str | None = None
+    """answer checks: the agent's answer that was compared (as given, before normalisation)."""
+    expected: str | None = None
+    """answer checks: the expected value used (the literal, or what the check's command printed)."""
+    reason: str | None = None
+    """Why it failed, in a few words, when that is not plain from the exit code (answer checks)."""
 
 
 class CheckProbe(Record):
@@ -461,6 +566,10 @@ class TraceEnv(Record):
     seed: int
     """Seed sent with every LLM call of this trajectory (derived from the config seed and the plan id)."""
     ise_version: str
+    plan_sha256: str = ""
+    """Hash of the plan it ran: a setup_error is retried only once the plan (or the image) changed."""
+    profile: Profile = "user"
+    """The sandbox profile it ran under."""
 
 
 class Trace(Record):
@@ -487,8 +596,29 @@ class Trace(Record):
     user: UserSimReport
     model_errors: list[ErrorEvent] = Field(default_factory=list)
     infra_error: ErrorEvent | None = None
+    """What broke the episode: the sandbox or an endpoint (termination infra_error), or the plan's own fixtures or
+    setup script (kind `setup`, termination setup_error)."""
     tags: list[str] = Field(default_factory=list)
     """infra_error, unverified_claim, role_drift, perturbed, recovered, delegated, timed_out, ..."""
     usage: list[ModelUsage] = Field(default_factory=list)
     timing: Timing
     env: TraceEnv
+
+    @property
+    def errored(self) -> bool:
+        """The agent was not measured: the run broke (infra_error) or the plan's world could not be built
+        (setup_error). Such traces have no checks and belong in no training set or pass rate."""
+        return self.infra_error is not None or self.termination in _UNMEASURED
+
+    @property
+    def verdict(self) -> Verdict:
+        """The one label of a trace's outcome, shared by execute, report, viewer, export and eval."""
+        if self.termination == TerminationReason.SETUP_ERROR:
+            return "setup_error"
+        if self.errored:
+            return "infra_error"
+        return "passed" if self.outcome.passed else "failed"
+
+
+Verdict = Literal["passed", "failed", "infra_error", "setup_error"]
+_UNMEASURED = frozenset({TerminationReason.INFRA_ERROR, TerminationReason.SETUP_ERROR})

@@ -29,6 +29,7 @@ from ise.records import (
     Persona,
     Perturbation,
     Plan,
+    ShellCheck,
     ToolCall,
     ToolSpec,
     UserCard,
@@ -105,8 +106,8 @@ def make_plan(
         perturbations=perturbations or [],
         checks=checks
         or [
-            Check(id="count", description="count.txt holds 3", command="grep -qx 3 /workspace/count.txt"),
-            Check(
+            ShellCheck(id="count", description="count.txt holds 3", command="grep -qx 3 /workspace/count.txt"),
+            ShellCheck(
                 id="report",
                 description="report.txt says report ready",
                 command="cat /workspace/report.txt",

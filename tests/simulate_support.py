@@ -11,14 +11,14 @@ from typing import Any
 
 import yaml
 
-from ise.plan_validation import SandboxFactory
-from ise.records import Intent, Plan
+from ise.records import Intent, Plan, Profile
 from ise.sandbox import lifecycle
 from ise.sandbox.base import Sandbox
 from ise.sandbox.config import SandboxConfig
 from ise.sandbox.docker import open_sandbox, shared_api
 from ise.sandbox.engine import ensure_engine
 from ise.sandbox.image import build_image
+from ise.sandbox.provider import SandboxFactory
 
 DATA = Path(__file__).parent / "data" / "simulate"
 RUN_ID = f"pytest-simulate-{uuid.uuid4().hex[:8]}"
@@ -32,6 +32,9 @@ def good_plan() -> Plan:
 def intent(intent_id: str = "shop-500s") -> Intent:
     return good_plan().intent.model_copy(update={"id": intent_id})
 
+
+NO_ANSWER = {"match": "none", "expected": "", "expected_from": ""}
+"""A milestone's answer when it asks no question."""
 
 GOOD_WORLD: dict[str, Any] = {
     "goal": "know which endpoints fail with 500 and record them as incidents",
@@ -59,6 +62,7 @@ GOOD_WORLD: dict[str, Any] = {
                     "expect_stdout": "",
                 }
             ],
+            "answer": dict(NO_ANSWER),
         },
         {
             "ask": "now log them in the incidents table",
@@ -71,6 +75,7 @@ GOOD_WORLD: dict[str, Any] = {
                     "expect_stdout": "1",
                 }
             ],
+            "answer": dict(NO_ANSWER),
         },
     ],
     "perturbations": [
@@ -114,8 +119,8 @@ def docker_sandboxes(config: SandboxConfig | None = None) -> Iterator[SandboxFac
     build_image("workspace")
     config = config or SandboxConfig()
 
-    def opener() -> AbstractContextManager[Sandbox]:
-        return open_sandbox(config, run_id=RUN_ID)
+    def opener(profile: Profile) -> AbstractContextManager[Sandbox]:
+        return open_sandbox(config.for_profile(config.resolve(profile)), run_id=RUN_ID)
 
     yield opener
     assert lifecycle.ours(shared_api(), run_id=RUN_ID) == []

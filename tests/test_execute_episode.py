@@ -24,12 +24,13 @@ from execute_support import (
 
 from ise.config import Config, load_config
 from ise.llm.scripted import ScriptedLLM
-from ise.records import Check, Message, Milestone, Perturbation, Plan, TerminationReason, ToolSpec, Trace
+from ise.records import Message, Milestone, Perturbation, Plan, ShellCheck, TerminationReason, ToolSpec, Trace
 from ise.recovery import flatten
 from ise.sandbox import lifecycle
 from ise.sandbox.docker import open_sandbox
 from ise.sandbox.engine import docker_client
-from ise.stages.execute import ExecuteEnv, SandboxFactory, docker_sandboxes, execute_plan
+from ise.sandbox.provider import SandboxFactory
+from ise.stages.execute import ExecuteEnv, execute_plan, open_sandboxes
 from ise.stages.sft_rows import openai_messages, openai_tools, validate_conversation
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
@@ -37,7 +38,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
 @pytest.fixture(scope="module")
 def sandboxes() -> Iterator[SandboxFactory]:
-    with docker_sandboxes(load_config([])) as factory:
+    with open_sandboxes(load_config([])) as factory:
         yield factory
 
 
@@ -202,7 +203,12 @@ def test_container_killed_mid_episode_is_an_infra_error(sandboxes: SandboxFactor
         return bash("cat count.txt")
 
     config = load_config([])
-    trace, _ = run(make_plan(), agent, simple_user(), lambda: open_sandbox(config.sandbox, run_id="killme"))
+    trace, _ = run(
+        make_plan(),
+        agent,
+        simple_user(),
+        lambda profile: open_sandbox(config.sandbox.for_profile(profile), run_id="killme"),
+    )
 
     assert killed.is_set()
     assert trace.termination == TerminationReason.INFRA_ERROR
@@ -329,26 +335,14 @@ def test_user_gives_up(sandboxes: SandboxFactory) -> None:
 
 def test_checks_with_expected_output_and_exit_codes(sandboxes: SandboxFactory) -> None:
     checks = [
-        Check(id="absent", description="no tmp file left", command="test -e /workspace/tmp.txt", expect_exit=1),
-        Check(id="count", description="count.txt holds 3", command="cat /workspace/count.txt", expect_stdout="3"),
+        ShellCheck(id="absent", description="no tmp file left", command="test -e /workspace/tmp.txt", expect_exit=1),
+        ShellCheck(id="count", description="count.txt holds 3", command="cat /workspace/count.txt", expect_stdout="3"),
     ]
     plan = make_plan(checks=checks, milestones=[Milestone(id="m1", ask="count rows", checks=["absent", "count"])])
     agent = scripted_turns({1: [bash("echo 3 > count.txt && touch tmp.txt && rm tmp.txt"), {"content": "Done."}]})
     trace, _ = run(plan, agent, simple_user(done_after=1), sandboxes)
     assert trace.outcome.passed
     assert [c.exit_code for c in trace.outcome.checks] == [1, 0]
-
-
-def test_a_plan_whose_world_cannot_be_built_is_an_infra_error_of_kind_setup(sandboxes: SandboxFactory) -> None:
-    plan = make_plan()
-    plan.fixtures.setup_script = "echo 'cannot build this' >&2; exit 3"
-    trace, _ = run(plan, scripted_turns({}), simple_user(), sandboxes)
-
-    assert trace.termination == TerminationReason.INFRA_ERROR
-    assert trace.infra_error is not None
-    assert trace.infra_error.kind == "setup"
-    assert trace.messages == []
-    assert trace.steps == []
 
 
 def test_the_user_simulator_sees_what_really_ran_not_just_the_claim(sandboxes: SandboxFactory) -> None:

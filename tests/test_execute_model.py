@@ -13,7 +13,7 @@ from execute_support import (
 
 from ise.config import load_config
 from ise.jsonl import read_records, write_atomic
-from ise.records import Check, Milestone, TerminationReason, Trace
+from ise.records import Milestone, ShellCheck, TerminationReason, Trace
 from ise.recovery import flatten
 from ise.stages.execute import run_execute
 
@@ -26,7 +26,9 @@ def test_embedded_model_completes_an_episode_with_a_valid_trace(tmp_path: Path) 
         milestones=[
             Milestone(id="m1", ask="Create hello.txt in the workspace containing the word hello.", checks=["hello"])
         ],
-        checks=[Check(id="hello", description="hello.txt says hello", command="grep -qi hello /workspace/hello.txt")],
+        checks=[
+            ShellCheck(id="hello", description="hello.txt says hello", command="grep -qi hello /workspace/hello.txt")
+        ],
         max_user_turns=2,
         max_steps=4,
         wall_clock_s=480,

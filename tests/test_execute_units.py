@@ -12,7 +12,7 @@ from ise.agent import BASH, REPEAT_NOTE, WRITE_FILE, argument_problem, repeats_p
 from ise.config import ExecuteConfig
 from ise.records import Budgets, CheckProbe, CheckResult, Step, TerminationReason
 from ise.recovery import command_family, label_failures
-from ise.stages.execute import claims_success, drop_infra_traces, effective_budgets, trajectory_seed
+from ise.stages.execute import claims_success, drop_rerunnable, effective_budgets, trajectory_seed
 from ise.usersim import drift_reason, split_verdict
 
 
@@ -142,18 +142,25 @@ def test_infra_traces_are_dropped_for_a_rerun_and_the_rest_kept_byte_for_byte(tm
     out = tmp_path / "traces.jsonl"
     kept = '{"id": "a", "termination": "user_done", "tags": ["checks_passed"], "note": "infra_error in text"}\n'
     infra = '{"id": "b", "termination": "infra_error", "tags": ["infra_error"]}\n'
-    out.write_text(kept + infra + kept.replace('"a"', '"c"') + '{"id": "torn", "termin')
-    assert drop_infra_traces(out) == 1
-    assert out.read_text() == kept + kept.replace('"a"', '"c"')
-    assert drop_infra_traces(out) == 0
-    assert drop_infra_traces(tmp_path / "absent.jsonl") == 0
+    setup = '{"id": "d", "termination": "setup_error", "env": {"plan_sha256": "x", "image_id": "sha256:1"}}\n'
+    out.write_text(kept + infra + setup + kept.replace('"a"', '"c"') + '{"id": "torn", "termin')
+
+    def drop(**how: bool) -> tuple[int, int]:
+        return drop_rerunnable(out, [], image_id="sha256:1", **{"infra_errors": True, "setup_errors": False, **how})
+
+    assert drop(infra_errors=False) == (0, 0)  # nothing asked for, nothing changed: the torn tail is repaired only
+    assert drop() == (1, 0)
+    assert out.read_text() == kept + setup + kept.replace('"a"', '"c"')
+    assert drop() == (0, 0)
+    assert drop_rerunnable(out, [], infra_errors=True, setup_errors=False, image_id="sha256:2") == (0, 1)
+    assert drop_rerunnable(tmp_path / "absent.jsonl", [], infra_errors=True, setup_errors=True, image_id=None) == (0, 0)
 
 
 def test_termination_reasons_are_stable_strings() -> None:
     # export and reports filter on these values: renaming one is a schema change
     assert {r.value for r in TerminationReason} == {
         "user_done", "user_gave_up", "max_turns", "max_steps", "wall_clock", "token_budget",
-        "model_error", "role_drift", "infra_error",
+        "model_error", "role_drift", "infra_error", "setup_error",
     }  # fmt: skip
 
 

@@ -73,7 +73,8 @@ def test_a_missing_sandbox_image_says_how_to_build_it(tmp_path: Path) -> None:
         )
     assert done.returncode == 2
     assert (
-        done.stderr.strip() == "error: sandbox image ise-nope:latest not found: build it with `ise sandbox build nope`"
+        done.stderr.strip() == "error: sandbox image ise-nope:latest not found: build it with `ise sandbox build nope` "
+        "(from a source checkout holding sandbox_images/nope)"
     )
     assert_nothing_written(output)
 

@@ -17,10 +17,11 @@ from simulate_support import CARD, GOOD_WORLD, PASSING_CHECK, bad_world, docker_
 from ise.config import Config, SimulateConfig, load_config
 from ise.llm.base import LLMError
 from ise.llm.scripted import ScriptedLLM
-from ise.plan_validation import SandboxFactory, validate
-from ise.records import Message, Plan, ToolSpec
+from ise.plan_validation import validate
+from ise.records import Message, Plan, Profile, ToolSpec
 from ise.runner import errors_path
 from ise.sandbox.base import Sandbox
+from ise.sandbox.provider import SandboxFactory
 from ise.stages.simulate import PlanRejected, Simulator, plan_messages, run_simulate, stats_path
 
 pytestmark = pytest.mark.docker
@@ -213,8 +214,8 @@ def test_workers_plan_intents_concurrently(tmp_path: Path, sandboxes: SandboxFac
     both_open = threading.Barrier(2, timeout=60)
 
     @contextmanager
-    def counted() -> Iterator[Sandbox]:
-        with sandboxes() as box:
+    def counted(profile: Profile) -> Iterator[Sandbox]:
+        with sandboxes(profile) as box:
             with lock:
                 open_now[0] += 1
                 peak[0] = max(peak[0], open_now[0])

@@ -98,8 +98,13 @@ def ensure_image(tag: str) -> str:
     finally:
         client.close()
     if image is None:
-        hint = "run `ise sandbox build` in a source checkout" if match else "build or pull it first"
-        raise SandboxError(f"image {tag} not found; {hint}")
+        if match is None:
+            raise SandboxError(f"sandbox image {tag} not found: build or load it first")
+        name = "" if match.group(1) == "workspace" else f" {match.group(1)}"
+        raise SandboxError(
+            f"sandbox image {tag} not found: build it with `ise sandbox build{name}` "
+            f"(from a source checkout holding sandbox_images/{match.group(1)})"
+        )
     return str(image.id)
 
 

@@ -19,8 +19,8 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +37,7 @@ from ise.agent import (
     ToolBox,
     agent_tools,
 )
+from ise.checks import answer_for, describe, run_check
 from ise.config import Config, ExecuteConfig
 from ise.errors import IseError
 from ise.jsonl import read_records, repair_tail
@@ -53,6 +54,7 @@ from ise.records import (
     Perturbation,
     PerturbationEvent,
     Plan,
+    Profile,
     Step,
     TerminationReason,
     Timing,
@@ -62,12 +64,11 @@ from ise.records import (
     UserSimReport,
 )
 from ise.recovery import flatten, label_failures
-from ise.runner import RunStats, StageAborted, run_stage, stop_requested
-from ise.sandbox.base import Sandbox, SandboxError, SandboxInfo
+from ise.runner import RunStats, StageAborted, preflight, run_stage, stop_requested
+from ise.sandbox.base import Sandbox, SandboxError, SandboxInfo, SetupScriptFailed
+from ise.sandbox.provider import SandboxFactory, open_provider
+from ise.scope import watched_roots
 from ise.usersim import MilestoneView, UserSimulator
-
-SandboxFactory = Callable[[], AbstractContextManager[Sandbox]]
-"""Opens a fresh sandbox; leaving the context removes it."""
 
 _CLAIM = re.compile(
     r"\b(done|completed?|finished|fixed|created|updated|set up|all set|successfully|now works|is working|in place)\b",
@@ -76,10 +77,6 @@ _CLAIM = re.compile(
 _HEDGE = re.compile(
     r"\b(could not|couldn't|can't|cannot|unable|failed to|did not|didn't|not able|unfortunately)\b", re.I
 )
-
-
-class SetupFailed(SandboxError):
-    """Seeding the plan's fixtures failed (its files, or its setup script)."""
 
 
 @dataclass
@@ -128,12 +125,6 @@ def effective_budgets(plan: Budgets, caps: ExecuteConfig) -> Budgets:
     )
 
 
-def check_passed(check: Check, exit_code: int, stdout: str, timed_out: bool) -> bool:
-    if timed_out or exit_code != check.expect_exit:
-        return False
-    return check.expect_stdout is None or check.expect_stdout in stdout
-
-
 def claims_success(answer: str | None) -> bool:
     """Does the agent's last answer read as "it's done"? Wording only: the checks say whether it is true."""
     if not answer or answer.rstrip().endswith("?"):
@@ -167,6 +158,9 @@ class Episode:
     checks_s: float = 0.0
     final_checks: list[CheckResult] = field(default_factory=list)
     last_answer: str | None = None
+    answers: dict[str, str] = field(default_factory=dict)
+    """Milestone id -> the agent's last answer while that milestone was current."""
+    profile: Profile = "user"
     sandbox: Sandbox | None = None
     ctx: AgentContext | None = None
 
@@ -187,17 +181,14 @@ class Episode:
         result = self.meter.timed(lambda: sandbox.exec(command, timeout_s=self.cfg.check_timeout_s, user="root"))
         return result.exit_code, result.stdout, result.stderr, result.duration_s, result.timed_out
 
-    def run_check(self, check: Check) -> CheckResult:
-        exit_code, stdout, stderr, duration, timed_out = self.root(check.command)
-        return CheckResult(
-            id=check.id,
-            passed=check_passed(check, exit_code, stdout, timed_out),
-            exit_code=exit_code,
-            stdout=_clip(stdout),
-            stderr=_clip(stderr),
-            duration_s=round(duration, 4),
-            timed_out=timed_out,
-        )
+    def run_check(self, check: Check, answer: str) -> CheckResult:
+        assert self.sandbox is not None
+        sandbox, timeout = self.sandbox, self.cfg.check_timeout_s
+        result: CheckResult = self.meter.timed(lambda: run_check(check, sandbox, answer=answer, timeout_s=timeout))
+        return result
+
+    def final_answer_for(self, check: Check) -> str:
+        return answer_for(check.id, self.plan.user.milestones, self.answers, self.last_answer or "")
 
     # -- perturbations --
 
@@ -235,16 +226,18 @@ class Episode:
 
     # -- milestones --
 
-    def probe(self, turn: int, view: MilestoneView) -> None:
-        """Run the current milestone's checks; advance when they all pass (or it has none)."""
+    def probe(self, turn: int, view: MilestoneView, answer: str) -> None:
+        """Run the current milestone's checks (answer checks against this turn's answer); advance when they all
+        pass (or it has none)."""
         milestones = self.plan.user.milestones
         if view.current >= len(milestones):
             return
         milestone = milestones[view.current]
+        self.answers[milestone.id] = answer
         checks = {c.id: c for c in self.plan.checks}
         wanted = [checks[c] for c in milestone.checks if c in checks]
         if wanted and self.cfg.probe_checks:
-            results = [self.run_check(c) for c in wanted]
+            results = [self.run_check(c, answer) for c in wanted]
             self.probes.append(
                 CheckProbe(turn=turn, milestone=milestone.id, after_step=self.last_step(), results=results)
             )
@@ -260,12 +253,13 @@ def execute_plan(plan: Plan, env: ExecuteEnv) -> Trace:
     budgets = effective_budgets(plan.budgets, cfg)
     meter = Meter(wall_clock_s=budgets.wall_clock_s, max_tokens=budgets.max_tokens, stop=stop_requested)
     episode = Episode(plan=plan, env=env, budgets=budgets, seed=trajectory_seed(env.config.seed, plan.id), meter=meter)
+    episode.profile = env.config.sandbox.resolve(plan.profile)
     try:
-        with env.sandbox_factory() as sandbox:
+        with env.sandbox_factory(episode.profile) as sandbox:
             episode.setup_s = time.monotonic() - meter.started  # container start (or pool hand-out)
             meter.sandbox_s += episode.setup_s
             _run(episode, sandbox)
-    except SetupFailed as exc:
+    except SetupScriptFailed as exc:
         _mark_infra(episode, "setup", str(exc))
     except SandboxError as exc:
         _mark_infra(episode, "sandbox", str(exc))
@@ -278,10 +272,7 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
     episode.sandbox = sandbox
     episode.info = sandbox.info
     started = time.monotonic()
-    try:
-        episode.meter.timed(lambda: sandbox.seed(episode.plan.fixtures))
-    except SandboxError as exc:  # the plan's world could not be built: not the agent's doing either
-        raise SetupFailed(str(exc)) from exc
+    episode.meter.timed(lambda: sandbox.seed(episode.plan.fixtures))  # SetupScriptFailed: the plan's fault
     episode.setup_s += time.monotonic() - started
     env, meter = episode.env, episode.meter
     toolbox = ToolBox(
@@ -289,6 +280,9 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
         meter,
         command_timeout_s=episode.budgets.command_timeout_s,
         output_limit=env.config.sandbox.output_limit_bytes,
+        watch_roots=watched_roots(
+            episode.plan, episode.profile, env.config.sandbox.for_profile(episode.profile).watch_roots
+        ),
     )
     toolbox.refresh_snapshot()
     ctx = AgentContext(
@@ -306,7 +300,7 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
     except EpisodeEnded as ended:
         episode.termination = ended.reason
     started = time.monotonic()
-    episode.final_checks = [episode.run_check(c) for c in episode.plan.checks]
+    episode.final_checks = [episode.run_check(c, episode.final_answer_for(c)) for c in episode.plan.checks]
     episode.checks_s = time.monotonic() - started
 
 
@@ -347,7 +341,7 @@ def _converse(episode: Episode, ctx: AgentContext) -> None:
         if answer is None:
             raise EpisodeEnded(TerminationReason.MAX_STEPS, "the agent used every step of the turn")
         episode.last_answer = answer
-        episode.probe(turn, view)
+        episode.probe(turn, view, answer)
 
 
 def execution_digest(episode: Episode, *, since: int, turn: int) -> str:
@@ -363,7 +357,7 @@ def execution_digest(episode: Episode, *, since: int, turn: int) -> str:
     if changed:
         lines.append("Files changed: " + ", ".join(changed[:20]) + (" ..." if len(changed) > 20 else ""))
     if episode.probes and episode.probes[-1].turn == turn - 1:
-        described = {c.id: c.description for c in episode.plan.checks}
+        described = {c.id: describe(c) for c in episode.plan.checks}
         lines.append("Checked on your machine afterwards:")
         lines += [
             f"- {'ok' if r.passed else 'NOT OK'}: {described.get(r.id, r.id)}" for r in episode.probes[-1].results
@@ -393,7 +387,8 @@ def _describe_step(step: Step) -> str:
 
 
 def _mark_infra(episode: Episode, kind: str, message: str) -> None:
-    episode.termination = TerminationReason.INFRA_ERROR
+    setup = kind == "setup"
+    episode.termination = TerminationReason.SETUP_ERROR if setup else TerminationReason.INFRA_ERROR
     turn = episode.ctx.turn if episode.ctx else 0
     role = "sandbox" if kind in ("sandbox", "setup") else episode.meter.last_role
     episode.infra_error = ErrorEvent(kind=kind, message=_clip(message, 2000), turn=turn, role=role)
@@ -401,7 +396,7 @@ def _mark_infra(episode: Episode, kind: str, message: str) -> None:
 
 def build_trace(episode: Episode) -> Trace:
     plan, env = episode.plan, episode.env
-    infra = episode.termination == TerminationReason.INFRA_ERROR
+    infra = episode.infra_error is not None
     checks = [] if infra else episode.final_checks
     passed = bool(checks) and all(c.passed for c in checks)
     claimed = claims_success(episode.last_answer)
@@ -414,7 +409,8 @@ def build_trace(episode: Episode) -> Trace:
     tags = [
         tag
         for tag, present in [
-            ("infra_error", infra),
+            ("infra_error", episode.termination == TerminationReason.INFRA_ERROR),
+            ("setup_error", episode.termination == TerminationReason.SETUP_ERROR),
             ("checks_passed", passed),
             ("checks_failed", not infra and not passed),
             ("unverified_claim", unverified),
@@ -470,6 +466,8 @@ def build_trace(episode: Episode) -> Trace:
             config_hash=env.config_hash,
             seed=episode.seed,
             ise_version=env.version,
+            plan_sha256=plan_hash(plan),
+            profile=episode.profile,
         ),
     )
 
@@ -483,52 +481,75 @@ def _clip(text: str, limit: int = 4000) -> str:
 
 def read_plans(path: Path) -> list[Plan]:
     """The whole input, validated before anything runs: a bad line stops the stage with nothing written."""
-    plans = list(read_records(path, Plan))
+    plans = list(read_records(path, Plan, unique_ids=True))
     if not plans:
         raise IseError(f"{path}: no plans to execute")
     return plans
 
 
-def drop_infra_traces(output: Path) -> int:
-    """Remove traces tagged infra_error so they run again; the file is replaced atomically. Returns how many."""
+def plan_hash(plan: Plan) -> str:
+    return hashlib.sha256(plan.model_dump_json().encode()).hexdigest()[:16]
+
+
+def drop_rerunnable(
+    output: Path, plans: list[Plan], *, infra_errors: bool, setup_errors: bool, image_id: str | None
+) -> tuple[int, int]:
+    """Remove the traces this run must redo: infra_errors (when asked to), and a setup_error when asked to, when its
+    plan changed since, or when it ran on another image. The file is replaced atomically. How many of each."""
     if not output.exists():
-        return 0
+        return 0, 0
     repair_tail(output)
+    hashes = {plan.id: plan_hash(plan) for plan in plans}
     kept: list[str] = []
-    dropped = 0
+    infra = setup = 0
     with output.open(encoding="utf-8") as handle:
         for line in handle:
-            if '"infra_error"' in line and _is_infra_trace(line):
-                dropped += 1
+            verdict = _error_verdict(line)
+            if verdict == "infra_error" and infra_errors:
+                infra += 1
+            elif verdict == "setup_error" and (setup_errors or _changed_since(line, hashes, image_id)):
+                setup += 1
             else:
                 kept.append(line)
-    if dropped:
+    if infra or setup:
         tmp = output.with_name(output.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as out:
             out.writelines(kept)
             out.flush()
             os.fsync(out.fileno())
         tmp.replace(output)
-    return dropped
+    return infra, setup
 
 
-def _is_infra_trace(line: str) -> bool:
+def _error_verdict(line: str) -> str | None:
+    """infra_error or setup_error for such a trace line, else None (cheap: most lines are neither)."""
+    if '"infra_error"' not in line and '"setup_error"' not in line:
+        return None
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
-        return False
-    return isinstance(record, dict) and record.get("termination") == TerminationReason.INFRA_ERROR.value
+        return None
+    termination = record.get("termination") if isinstance(record, dict) else None
+    return termination if termination in ("infra_error", "setup_error") else None
+
+
+def _changed_since(line: str, hashes: dict[str, str], image_id: str | None) -> bool:
+    record = json.loads(line)
+    env = record.get("env") or {}
+    plan_changed = hashes.get(record.get("id", "")) not in (None, env.get("plan_sha256"))
+    return plan_changed or (image_id is not None and env.get("image_id") != image_id)
 
 
 def trace_label(trace: Trace) -> str:
-    if trace.termination == TerminationReason.INFRA_ERROR:
-        return "infra_error"
-    return "passed" if trace.outcome.passed else "failed_checks"
+    """The progress and stats label: passed, failed_checks, infra_error or setup_error."""
+    verdict = trace.verdict
+    return "failed_checks" if verdict == "failed" else verdict
 
 
 class _InfraWatch:
     """Progress label that also stops the stage when infra failures come in a row (engine or endpoint down):
-    those traces would only be rerun anyway."""
+    those traces would only be rerun anyway. A setup_error is the plan's own fault and says nothing about the
+    infrastructure: it neither counts nor breaks a run."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -536,31 +557,23 @@ class _InfraWatch:
 
     def __call__(self, trace: Trace) -> str:
         label = trace_label(trace)
-        self.in_a_row = self.in_a_row + 1 if label == "infra_error" else 0
+        if label != "setup_error":
+            self.in_a_row = self.in_a_row + 1 if label == "infra_error" else 0
         if self.in_a_row >= self.limit:
             cause = trace.infra_error.message if trace.infra_error else "unknown"
-            raise StageAborted(f"{self.in_a_row} trajectories in a row hit infrastructure errors; last: {cause}")
+            raise StageAborted(
+                f"{self.in_a_row} trajectories in a row hit infrastructure errors, so the stage stopped "
+                f"(execute.max_consecutive_infra_errors); last: {cause}. Traces written so far are kept: "
+                "rerun the same command to resume (infra errors are retried)."
+            )
         return label
 
 
 @contextmanager
-def docker_sandboxes(config: Config) -> Iterator[SandboxFactory]:
-    """A factory of fresh Docker sandboxes for one run (labelled with its run id), drawing on a pool of warm ones
-    when `sandbox.pool_size` > 0. The engine's reaper removes containers of earlier runs that were killed."""
-    from ise.sandbox.docker import SandboxPool, open_sandbox, require_image
-
-    require_image(config.sandbox)
-    run_id = f"execute-{uuid.uuid4().hex[:8]}"
-    pool = SandboxPool(config.sandbox, run_id=run_id) if config.sandbox.pool_size else None
-
-    def factory() -> AbstractContextManager[Sandbox]:
-        return open_sandbox(config.sandbox, run_id=run_id, pool=pool)
-
-    try:
+def open_sandboxes(config: Config) -> Iterator[SandboxFactory]:
+    """Fresh sandboxes for one run, labelled with its run id (the provider owns images, pools and clean-up)."""
+    with open_provider(config.sandbox, run_id=f"execute-{uuid.uuid4().hex[:8]}") as factory:
         yield factory
-    finally:
-        if pool is not None:
-            pool.close()
 
 
 def build_llms(config: Config) -> tuple[LLM, LLM]:
@@ -584,13 +597,13 @@ def run_execute(
     """Run every plan not yet traced in `output`; returns the runner's stats (labels: passed, failed_checks,
     infra_error)."""
     console = console or Console(stderr=True)
+    preflight(output, inputs=[input_path])
     plans = read_plans(input_path)
     with ExitStack() as cleanup:
         cleanup.enter_context(_sigterm_as_interrupt())
         if sandbox_factory is None:
-            sandbox_factory = cleanup.enter_context(docker_sandboxes(config))
-        if config.execute.retry_infra_errors and (dropped := drop_infra_traces(output)):
-            console.print(f"rerunning {dropped} trajectories that hit infrastructure errors last time")
+            sandbox_factory = cleanup.enter_context(open_sandboxes(config))
+        _drop_for_rerun(output, plans, config.execute, getattr(sandbox_factory, "image_id", None), console)
         agent_llm, user_llm = llms or build_llms(config)
         if llms is None:
             cleanup.callback(agent_llm.close)
@@ -608,6 +621,18 @@ def run_execute(
         )
     console.print(_summary(stats))
     return stats
+
+
+def _drop_for_rerun(
+    output: Path, plans: list[Plan], cfg: ExecuteConfig, image_id: str | None, console: Console
+) -> None:
+    infra, setup = drop_rerunnable(
+        output, plans, infra_errors=cfg.retry_infra_errors, setup_errors=cfg.retry_setup_errors, image_id=image_id
+    )
+    if infra:
+        console.print(f"rerunning {infra} trajectories that hit infrastructure errors last time")
+    if setup:
+        console.print(f"rerunning {setup} trajectories whose plan setup failed last time (plan or image changed)")
 
 
 @contextmanager
