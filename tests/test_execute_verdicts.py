@@ -16,13 +16,23 @@ from execute_support import (
     scripted_turns,
     simple_user,
 )
-from ise.sandbox.provider import SandboxFactory, open_provider
 from rich.console import Console
 
 from ise.config import load_config
 from ise.jsonl import read_records, write_atomic
 from ise.llm.scripted import ScriptedLLM
-from ise.records import AnswerCheck, Message, Milestone, Plan, ShellCheck, TerminationReason, ToolSpec, Trace
+from ise.records import (
+    AnswerCheck,
+    FileFixture,
+    Message,
+    Milestone,
+    Plan,
+    ShellCheck,
+    TerminationReason,
+    ToolSpec,
+    Trace,
+)
+from ise.sandbox.provider import SandboxFactory, open_provider
 from ise.stages.execute import ExecuteEnv, execute_plan, run_execute
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
@@ -171,3 +181,17 @@ def test_setup_errors_neither_stop_the_stage_nor_rerun_unless_the_plan_changed(
     assert (retried.ok, retried.skipped) == (5, 1)
     traces = list(read_records(out, Trace))
     assert sorted(t.id for t in traces) == sorted(p.id for p in plans)  # exactly once each
+
+
+def test_each_steps_changes_cover_every_root_the_plan_seeds_and_etc_under_admin(sandboxes: SandboxFactory) -> None:
+    checks = [ShellCheck(id="gone", description="old data removed", command="test ! -e /srv/app/old.dat")]
+    plan = make_plan("admin-changes", checks=checks, milestones=[Milestone(id="m1", ask="clean", checks=["gone"])])
+    plan.profile = "admin"
+    plan.fixtures.files.append(FileFixture(path="/srv/app/old.dat", content="stale\n"))
+    agent = scripted_turns({1: [bash("rm /srv/app/old.dat && echo 'ServerName x' > /etc/app.conf"), {"content": "ok"}]})
+    trace = run(plan, agent, simple_user(done_after=1), sandboxes)
+
+    assert trace.env.profile == "admin"
+    assert trace.outcome.passed, trace.outcome.checks
+    changes = {(c.path, c.change) for c in trace.steps[0].changes}
+    assert changes == {("/srv/app/old.dat", "deleted"), ("/etc/app.conf", "created")}
