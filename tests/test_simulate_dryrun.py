@@ -213,6 +213,11 @@ EXAMPLE_INTENTS = {
         "workspace": ["the export script ~/jobs/export.sh", "orders.db, a sqlite database of orders"],
         "complexity": "medium",
     },
+    "count": {
+        "request": "how many requests failed with a 5xx yesterday (may 2)? the nginx log is /workspace/logs/access.log",
+        "workspace": ["the nginx log /workspace/logs/access.log"],
+        "complexity": "simple",
+    },
 }
 
 
@@ -224,3 +229,5 @@ def test_the_prompts_worked_examples_are_themselves_valid_plans(name: str, sandb
     answer = json.loads(env.get_template(f"plan_example_{name}.jinja").render(with_card=False))
     draft = plan_from_draft(example, WorldDraft.model_validate(answer), None, CFG, attempts=1, model="")
     assert validate(draft, sandboxes, CFG).problems == []
+    if name == "count":  # the question's answer is checked, and the truth is computed from the state
+        assert [(c.kind, c.id, c.command is not None) for c in draft.checks] == [("answer", "m1a1", True)]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from ise.config import SimulateConfig
 from ise.plan_validation import Problem, mentioned_paths, resolve_path, static_problems
 from ise.prompts import PROMPTS_DIR
-from ise.records import Check, Complexity, DirFixture, FileFixture, Milestone, Perturbation, Plan
+from ise.records import AnswerCheck, Complexity, DirFixture, FileFixture, Milestone, Perturbation, Plan, ShellCheck
+from ise.stages.plan_drafts import plan_profile
 from ise.stages.simulate import (
     CardDraft,
     PlanDraft,
@@ -120,7 +123,7 @@ def test_scripts_that_need_the_network_are_rejected(plan: Plan, script: str) -> 
 
 
 def test_local_network_calls_are_allowed(plan: Plan) -> None:
-    checks = [*plan.checks, Check(id="c4", description="up", command="curl -sf http://localhost:8080/health")]
+    checks = [*plan.checks, ShellCheck(id="c4", description="up", command="curl -sf http://localhost:8080/health")]
     assert static_problems(plan.model_copy(update={"checks": checks}), SimulateConfig()) == []
 
 
@@ -170,7 +173,7 @@ def test_broken_fixture_fields_are_caught_before_any_sandbox(plan: Plan) -> None
 
 
 def test_root_run_scripts_must_not_use_tilde(plan: Plan) -> None:
-    checks = [*plan.checks, Check(id="c4", description="d", command="test -f ~/shop/NEWS")]
+    checks = [*plan.checks, ShellCheck(id="c4", description="d", command="test -f ~/shop/NEWS")]
     perturbations = [*plan.perturbations, Perturbation(id="p3", description="d", script="rm ~/x", at_user_turn=2)]
     broken = plan.model_copy(update={"checks": checks, "perturbations": perturbations})
     assert [str(p) for p in static_problems(broken, SimulateConfig())] == [
@@ -195,7 +198,7 @@ def example_answer(*, with_card: bool, name: str = "export") -> dict[str, Any]:
     return answer
 
 
-@pytest.mark.parametrize(("name", "complexity"), [("logs", "simple"), ("export", "medium")])
+@pytest.mark.parametrize(("name", "complexity"), [("logs", "simple"), ("export", "medium"), ("count", "simple")])
 def test_the_prompts_examples_are_valid_drafts_in_both_modes(name: str, complexity: Complexity) -> None:
     draft_model(complexity, with_card=False).model_validate(example_answer(with_card=False, name=name))
     draft_model(complexity, with_card=True).model_validate(example_answer(with_card=True, name=name))
@@ -231,6 +234,7 @@ def test_a_draft_becomes_a_plan_with_ids_paths_and_setup_filled_in(plan: Plan) -
     assert (result.user.persona, result.user.on_failure, result.user.on_partial) == ("curt", "complain", "ok")
     assert result.user.on_question == "Answer from hidden facts when relevant; otherwise say you don't know."
     assert (result.attempts, result.model, result.id) == (2, "m", plan.intent.id)
+    assert result.profile == "user"
     assert static_problems(result, SimulateConfig()) == []
 
 
@@ -285,6 +289,21 @@ def test_tilde_in_root_run_scripts_means_the_agents_home(plan: Plan) -> None:
     )
 
 
+def test_awks_match_operator_in_a_root_run_script_is_not_a_home(plan: Plan) -> None:
+    answer = example_answer(with_card=False)
+    check = "awk '$3 ~ /acme/ && $1 !~ /^#/' ~/jobs/out.csv | grep -q 'x ~/y'"
+    answer["milestones"][0]["checks"][0]["command"] = check
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(answer), None, SimulateConfig(), attempts=1, model=""
+    )
+    assert result.checks[0].command == check.replace("~/jobs", "/home/agent/jobs").replace("~/y", "/home/agent/y")
+    assert static_problems(result, SimulateConfig()) == []
+    raw = result.model_copy(
+        update={"checks": [result.checks[0].model_copy(update={"command": check}), *result.checks[1:]]}
+    )
+    assert [p.kind for p in static_problems(raw, SimulateConfig())] == ["path"]  # ~/jobs outside quotes
+
+
 def test_budgets_come_from_complexity_with_room_for_every_milestone() -> None:
     cfg = SimulateConfig()
     assert budgets_for("simple", 1, cfg) == cfg.budgets["simple"]
@@ -298,6 +317,140 @@ def test_no_draft_setup_means_no_setup_script(plan: Plan) -> None:
         plan.intent, WorldDraft.model_validate(answer), None, SimulateConfig(), attempts=1, model=""
     )
     assert result.fixtures.setup_script is None
+
+
+# --- answer milestones and profiles ------------------------------------------------------------------------------
+
+
+def answer_world(**answer: str) -> dict[str, Any]:
+    """The question example, its answer changed by `answer`."""
+    world = example_answer(with_card=False, name="count")
+    world["milestones"][0]["answer"] |= answer
+    return world
+
+
+def test_a_question_milestone_becomes_an_answer_check_computed_from_the_state(plan: Plan) -> None:
+    world = answer_world(expected_from="awk 'END {print NR}' ~/web/access.log")
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(world), None, SimulateConfig(), attempts=1, model=""
+    )
+    assert [(m.id, m.checks) for m in result.user.milestones] == [("m1", ["m1a1"])]
+    [check] = result.checks
+    assert isinstance(check, AnswerCheck)
+    assert (check.kind, check.id, check.match, check.expected) == ("answer", "m1a1", "number", None)
+    assert check.command == "awk 'END {print NR}' /home/agent/web/access.log"  # run as root: ~ spelled out
+    assert check.description.startswith("answers: how many requests failed with a 5xx")
+    assert result.solution == [world["milestones"][0]["solution"]]
+    assert static_problems(result, SimulateConfig()) == []
+
+
+def test_answer_and_shell_checks_share_a_milestone_in_order(plan: Plan) -> None:
+    world = example_answer(with_card=False, name="export")
+    world["milestones"][1]["answer"] = {"match": "contains", "expected": " acme ", "expected_from": ""}
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(world), None, SimulateConfig(), attempts=1, model=""
+    )
+    assert [m.checks for m in result.user.milestones] == [["m1c1"], ["m2c1", "m2c2", "m2a1"]]
+    answer = result.checks[-1]
+    assert isinstance(answer, AnswerCheck)
+    assert (answer.match, answer.expected, answer.command) == ("contains", "acme", None)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "command"),
+    [
+        ({"match": "number", "expected": "3 requests", "expected_from": ""}, "3", None),
+        ({"match": "number", "expected": "1,250", "expected_from": ""}, "1,250", None),
+        ({"match": "number", "expected": "about 2.5 GB", "expected_from": ""}, "2.5", None),
+        (
+            {"match": "number", "expected": "4", "expected_from": " wc -l < /workspace/logs/access.log "},
+            None,
+            "wc -l < /workspace/logs/access.log",
+        ),
+        ({"match": "regex", "expected": r"^web-\d+$", "expected_from": ""}, r"^web-\d+$", None),
+    ],
+)
+def test_literal_answers_are_tidied_and_a_command_wins_over_a_literal(
+    plan: Plan, answer: dict[str, str], expected: str | None, command: str | None
+) -> None:
+    result = plan_from_draft(
+        plan.intent, WorldDraft.model_validate(answer_world(**answer)), None, SimulateConfig(), attempts=1, model=""
+    )
+    [check] = result.checks
+    assert isinstance(check, AnswerCheck)
+    assert (check.expected, check.command) == (expected, command)
+
+
+@pytest.mark.parametrize(
+    ("answer", "checks", "error"),
+    [
+        ({"match": "none"}, [], 'a milestone needs checks, or an answer whose match is not "none"'),
+        ({"match": "contains", "expected": " ", "expected_from": ""}, [], "expected and expected_from are both empty"),
+        ({"match": "number", "expected": "many", "expected_from": ""}, [], "'many' holds no number"),
+        ({"match": "regex", "expected": "web-(", "expected_from": ""}, [], "is not a valid regex"),
+        ({"match": "maybe"}, [], "Input should be 'none', 'exact', 'contains', 'number' or 'regex'"),
+    ],
+)
+def test_unusable_answers_are_schema_errors_before_any_sandbox(
+    answer: dict[str, str], checks: list[Any], error: str
+) -> None:
+    world = answer_world(**answer)
+    world["milestones"][0]["checks"] = checks
+    with pytest.raises(ValidationError, match=re.escape(error)):
+        draft_model("simple", with_card=False).model_validate(world)
+
+
+def test_the_draft_schema_round_trips_and_keeps_every_answer_field_required() -> None:
+    model = draft_model("medium", with_card=True)
+    for name in ("logs", "export", "count"):
+        answer = example_answer(with_card=True, name=name)
+        assert model.model_validate_json(json.dumps(answer)).model_dump(mode="json") == answer
+    schema = model.model_json_schema()
+    defs = schema["$defs"]
+    assert defs["AnswerDraft"]["required"] == ["match", "expected", "expected_from"]
+    assert defs["AnswerDraft"]["properties"]["match"]["enum"] == ["none", "exact", "contains", "number", "regex"]
+    assert set(defs["MilestoneDraft"]["required"]) == {"ask", "solution", "checks", "answer"}
+    assert "minItems" not in defs["MilestoneDraft"]["properties"]["checks"]  # a question needs no shell check
+    assert "maxLength" not in json.dumps(schema)
+
+
+@pytest.mark.parametrize(("domain", "profile"), [("services", "admin"), (" Security ", "admin"), ("logs", "user")])
+def test_system_domains_get_the_admin_profile(plan: Plan, domain: str, profile: str) -> None:
+    world = WorldDraft.model_validate(example_answer(with_card=False, name="count"))
+    intent = plan.intent.model_copy(update={"domain": domain})
+    assert plan_from_draft(intent, world, None, SimulateConfig(), attempts=1, model="").profile == profile
+    assert plan_profile(intent, SimulateConfig()) == profile
+    assert plan_profile(intent, SimulateConfig(system_domains=["logs"])) == ("admin" if domain == "logs" else "user")
+
+
+def test_the_prompt_says_what_the_profile_allows(plan: Plan) -> None:
+    user_system, user_request = plan_messages(plan.intent, with_card=False)
+    assert "The agent has no root: only /workspace, /home/agent and /tmp are writable" in (user_system.content or "")
+    assert "useradd" not in (user_system.content or "")
+    admin = plan.intent.model_copy(update={"domain": "services"})
+    admin_system, admin_request = plan_messages(admin, with_card=False, cfg=SimulateConfig())
+    assert "The agent works as root" in (admin_system.content or "")
+    assert "users and groups (useradd -m, groupadd)" in (admin_system.content or "")
+    assert "The agent works as root here (admin)" in (admin_request.content or "")
+    assert "(admin)" not in (user_request.content or "")
+    for system in (user_system, admin_system):
+        assert "Example 3 (simple: 1 milestone, a question)" in (system.content or "")
+        assert '"expected_from"' in (system.content or "")
+
+
+def test_answer_problems_get_answer_advice(plan: Plan) -> None:
+    problems = [
+        Problem("check_passes", "check m1a1 (answer ...) accepts the answer 'I do not know.'", "m1a1"),
+        Problem("solution", "answer check m2a1 (...) rejects the reference answer ''", "m2a1"),
+    ]
+    repair = repair_message(problems).content or ""
+    assert 'An "answer" that accepts "" or "I do not know." checks nothing' in repair
+    assert 'The reference answer is what the step\'s "solution" prints' in repair
+    assert "A check that already passes proves nothing" not in repair
+    assert "Each check must pass once the solutions have run" not in repair
+    shell = repair_message([Problem("solution", "check m1c1 still fails", "m1c1")]).content or ""
+    assert "Each check must pass once the solutions have run" in shell
+    assert "reference answer" not in shell
 
 
 # --- prompts -----------------------------------------------------------------------------------------------------
