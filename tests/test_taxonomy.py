@@ -18,7 +18,7 @@ def test_shipped_taxonomy_sizes() -> None:
     taxonomy = load_taxonomy(TAXONOMY)
     assert taxonomy.personas.combinations >= 500
     assert len(taxonomy.domains) >= 10
-    assert len(taxonomy.tasks) >= 120
+    assert len(taxonomy.tasks) >= 150
     assert set(taxonomy.levels) == {"simple", "medium", "complex"}
     assert taxonomy.levels["simple"].tasks == (1, 1)
     assert taxonomy.levels["medium"].tasks == (2, 2)
@@ -36,6 +36,34 @@ def test_every_task_is_usable() -> None:
         assert all(requirement.strip("|") for requirement in task.requires), task.id
     for domain in domains:
         assert len(taxonomy.tasks_in(domain)) >= 4, domain  # complex intents combine up to 4 tasks of a domain
+
+
+QUESTIONS = {
+    "files": ["find_biggest", "count_matching"],
+    "text": ["count_occurrences", "where_defined"],
+    "git": ["who_changed", "unmerged_branches"],
+    "packages": ["which_version", "missing_requirements"],
+    "services": ["which_process", "count_workers"],
+    "logs": ["count_errors", "first_error"],
+    "data": ["query_answer", "csv_lookup"],
+    "automation": ["which_job", "diagnose_failure"],
+    "security": ["who_can_read", "group_members"],
+    "backup": ["latest_archive", "find_in_archives"],
+    "documents": ["doc_stats", "which_document"],
+    "network": ["configured_port", "resolve_host"],
+}
+"""Question-shaped templates: the user wants an answer (a number, a name), which the plan checks in the reply."""
+
+
+def test_every_domain_has_question_shaped_tasks() -> None:
+    taxonomy = load_taxonomy(TAXONOMY)
+    assert set(QUESTIONS) == {domain.id for domain in taxonomy.domains}
+    asks = ("which", "how many", "who", "when", "why", "question", "report", "tell")
+    for domain, ids in QUESTIONS.items():
+        for task_id in ids:
+            summary = taxonomy.task(f"{domain}.{task_id}").summary
+            assert summary.startswith(("Say ", "Find ", "Answer ", "Look up ", "Work out ")), task_id
+            assert any(word in summary for word in asks), task_id
 
 
 def test_persona_facets_are_distinct_and_hinted() -> None:
