@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,8 +22,11 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ise.errors import IseError
+from ise.errors import InputError, IseError
 from ise.jsonl import JsonlWriter, done_ids
+from ise.llm.base import LLMError
+from ise.outputs import check_output_file
+from ise.sandbox.base import SandboxError
 
 
 class HasId(Protocol):
@@ -67,6 +70,31 @@ def errors_path(output: Path) -> Path:
     return output.with_name(output.name.removesuffix(".jsonl") + ".errors.jsonl")
 
 
+def preflight(output: Path, inputs: Sequence[Path] = (), sidecars: Sequence[Path] = ()) -> None:
+    """Before a stage reads or runs anything: its output (and the errors file and `sidecars` beside it) can be
+    written, is no input, and an existing output can be resumed (every complete line readable). One line if not."""
+    check_output_file(output, inputs=inputs, sidecars=[errors_path(output), *sidecars])
+    done_ids(output)
+
+
+def check_workers(workers: int) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a whole number >= 1, got {workers!r}")
+    return workers
+
+
+def is_infra(error: BaseException) -> bool:
+    """An endpoint or sandbox failure (not the record's own): an infra LLMError or a SandboxError, also as a cause."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, SandboxError) or (isinstance(current, LLMError) and current.is_infra):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def run_stage(
     inputs: Iterable[In],
     process: Callable[[In], Out],
@@ -78,7 +106,11 @@ def run_stage(
     max_consecutive_errors: int = 10,
     console: Console | None = None,
 ) -> RunStats:
-    """Apply `process` to every input whose id is not yet in `output`; append results, capture failures."""
+    """Apply `process` to every input whose id is not yet in `output`; append results, capture failures.
+
+    Stops with StageAborted when `max_consecutive_errors` records fail in a row, and when every record of the run
+    failed on infrastructure (nothing produced: the endpoint or sandbox is down, not the records)."""
+    check_workers(workers)
     todo, stats = _pending(inputs, output)
     console = console or Console(stderr=True)
     started = time.monotonic()
@@ -104,22 +136,26 @@ def _run(
     max_consecutive_errors: int,
     console: Console,
 ) -> None:
-    consecutive = 0
+    consecutive = infra = 0
+    last_error: BaseException | None = None
     with (
         JsonlWriter(output) as out,
         JsonlWriter(errors_path(output)) as errs,
         _progress(console, description, len(todo) + stats.skipped, stats.skipped) as (progress, task),
-        ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ise-worker") as pool,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ise-worker") as pool,
     ):
         try:
-            for item, result in _completed(pool, process, todo, max(1, workers)):
+            for item, result in _completed(pool, process, todo, workers):
                 if isinstance(result, BaseException):
                     stats.errors += 1
                     consecutive += 1
+                    infra += is_infra(result)
+                    last_error = result
                     errs.write(_error_record(item.id, result))
                     if consecutive >= max_consecutive_errors:
                         raise StageAborted(
-                            f"{consecutive} records failed in a row, stopping; last error: {result}"
+                            f"{consecutive} records failed in a row, stopping; last error: {result} "
+                            f"(each in {errs.path}); {stats.ok} new records kept in {output}, a rerun resumes"
                         ) from result
                 else:
                     consecutive = 0
@@ -128,6 +164,11 @@ def _run(
                     if label is not None:
                         stats.labels[label(result)] += 1
                 progress.update(task, advance=1, description=_describe(description, stats))
+            if todo and stats.ok == 0 and infra == stats.errors == len(todo):
+                raise StageAborted(
+                    f"nothing produced: all {len(todo)} records failed on infrastructure; last error: "
+                    f"{last_error} (each in {errs.path}); fix it and rerun to resume"
+                ) from last_error
         except BaseException as exc:
             stop_requested.set()  # workers poll it and give up early
             pool.shutdown(wait=False, cancel_futures=True)

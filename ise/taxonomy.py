@@ -196,8 +196,14 @@ def _read(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read taxonomy file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"taxonomy file {path} is not UTF-8 text (byte {exc.start + 1}): is it a YAML file?") from None
     except yaml.YAMLError as exc:
         raise InputError(f"taxonomy file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise InputError(f"taxonomy file {path} is not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # PyYAML's resolvers raise it for some malformed scalars (e.g. `0x_`)
+        raise InputError(f"taxonomy file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise InputError(f"taxonomy file {path} must be a mapping at the top level")
     return data

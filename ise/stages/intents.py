@@ -41,10 +41,12 @@ from ise.errors import InputError
 from ise.jsonl import read_records, write_atomic
 from ise.llm.base import LLM
 from ise.llm.structured import chat_json
+from ise.outputs import write_text_atomic
 from ise.prompts import PROMPTS_DIR, render
 from ise.records import Intent, IntentDraft, Message, Persona, Record
-from ise.runner import errors_path, run_stage
+from ise.runner import errors_path, preflight, run_stage
 from ise.sampling import LEVELS, IntentCell, check_priors, sample_cells
+from ise.taxonomy import FILES as TAXONOMY_FILES
 from ise.taxonomy import Task, Taxonomy, load_taxonomy
 
 # --- realisation: one cell -> one Intent ----------------------------------------------------------------------
@@ -225,6 +227,8 @@ def run_intents(
     paths = IntentsPaths.for_output(output)
     if output.is_dir():
         raise InputError(f"output {output} is a directory; give a .jsonl file path")
+    taxonomy_files = [settings.taxonomy / name for name in TAXONOMY_FILES]
+    preflight(paths.raw, inputs=taxonomy_files, sidecars=[paths.output, paths.duplicates, paths.stats])
     check_priors(settings.complexity_priors)
     taxonomy = load_taxonomy(settings.taxonomy).restricted(settings.domains)
     cells = sample_cells(taxonomy, count or settings.count, settings.complexity_priors, config.seed)
@@ -314,10 +318,7 @@ def _facets(taxonomy: Taxonomy, kept: Sequence[Intent]) -> dict[str, FacetCovera
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def print_stats(stats: IntentsStats, console: Console) -> None:
