@@ -1,7 +1,8 @@
 """Stage 2: an LLM drafts an executable plan for each intent; the plan is dry-run in a real sandbox before it is kept.
 
-The model writes a compact draft (ids, budgets and absolute paths are filled in here, so it cannot get them
-wrong). With `two_part`, it first drafts the world (files, setup, milestones with checks, perturbations) and, once
+The model writes a compact draft (ise/stages/plan_drafts.py: the schema, the prompts, and the Plan it becomes once
+ids, budgets, the profile and absolute paths are filled in). With `two_part`, it first drafts the world (files,
+setup, milestones with shell checks or an answer check, perturbations) and, once
 that validates, the user card (voice, hidden facts, reactions): two short answers are easier for a small model
 than one long one, and no tokens are spent on a card for a world that fails. A draft that fails validation goes
 back to the model with the exact problems, up to `max_attempts` times; then the intent lands in the errors file.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import statistics
 import threading
 import time
@@ -20,11 +20,9 @@ from collections import Counter
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Any
 
-from pydantic import AfterValidator, Field, create_model
 from rich.console import Console
 from rich.table import Table
 
@@ -33,249 +31,46 @@ from ise.errors import IseError
 from ise.jsonl import read_dicts, read_records
 from ise.llm.base import LLM, LLMError
 from ise.llm.structured import StructuredOutputError, chat_json
-from ise.plan_validation import (
-    AGENT_HOME,
-    WORKSPACE,
-    Problem,
-    SandboxFactory,
-    calibrated,
-    calibration,
-    disproved,
-    resolve_path,
-    root_home,
-    validate,
-    without,
-)
+from ise.plan_validation import Problem, SandboxFactory, calibrated, calibration, disproved, validate, without
 from ise.prompts import render
-from ise.records import (
-    Budgets,
-    Check,
-    Complexity,
-    FileFixture,
-    Fixtures,
-    HiddenFact,
-    Intent,
-    Message,
-    Milestone,
-    Perturbation,
-    Plan,
-    Record,
-    UserCard,
-)
-from ise.runner import RunStats, errors_path, run_stage, stop_requested
+from ise.records import Intent, Message, Plan
+from ise.outputs import write_text_atomic
+from ise.runner import RunStats, errors_path, preflight, run_stage, stop_requested
 from ise.sandbox.base import Sandbox
-
-# --- what the LLM writes ----------------------------------------------------------------------------------------
-# Every field is required (empty string = "none") so constrained decoders always emit the same shape as the
-# prompt's example. String lengths are checked after parsing rather than put in the schema: llama.cpp turns a
-# maxLength into a counted repetition in its grammar and refuses (or crawls through) large ones. Counts of items
-# are small, so they stay in the schema.
-
-
-def _at_most(limit: int) -> AfterValidator:
-    def check(value: str) -> str:
-        if len(value) > limit:
-            raise ValueError(f"at most {limit} characters, got {len(value)}")
-        return value
-
-    return AfterValidator(check)
-
-
-Short = Annotated[str, _at_most(300)]
-Line = Annotated[str, _at_most(800)]
-Script = Annotated[str, _at_most(3000)]
-Content = Annotated[str, _at_most(6000)]
-
-
-class FileDraft(Record):
-    path: Short = Field(description="Relative to /workspace, or ~/... for the agent's home.")
-    content: Content = Field(description="Full, realistic content.")
-    executable: bool
-
-
-class CheckDraft(Record):
-    description: Short
-    command: Line = Field(description="Shell, run as root after the work; must fail before it.")
-    expect_exit: int = Field(ge=0, le=255)
-    expect_stdout: Short = Field(description="Text stdout must contain; empty for none.")
-
-
-class MilestoneDraft(Record):
-    ask: Line = Field(description="What the user writes to the agent for this step.")
-    solution: Script = Field(description="Shell, run as the agent in /workspace, that does this step.")
-    checks: list[CheckDraft] = Field(min_length=1, max_length=3)
-
-
-class PerturbationDraft(Record):
-    description: Short
-    script: Line = Field(description="Shell run as root; must succeed.")
-    at_user_turn: int = Field(ge=1, le=20, description="Fires right after this user message.")
-    when: Line = Field(description="Or a shell condition that fires it; empty for none.")
-
-
-class WorldDraft(Record):
-    """Part one: the world the request assumes, and how to tell that the work is done."""
-
-    goal: Line
-    files: list[FileDraft] = Field(min_length=1, max_length=6)
-    setup_as_agent: Script = Field(description="Shell run as the agent in /workspace after files.")
-    setup_as_root: Script = Field(description="Shell run as root after that.")
-    milestones: list[MilestoneDraft] = Field(min_length=1, max_length=6)
-    perturbations: list[PerturbationDraft] = Field(max_length=3)
-
-
-class CardDraft(Record):
-    """Part two: how the simulated user behaves."""
-
-    voice: Line
-    hidden_facts: list[HiddenFact] = Field(max_length=4)
-    on_failure: Line
-    on_question: Line
-    on_partial: Line
-
-
-class PlanDraft(WorldDraft):
-    """The whole plan in one answer (when `two_part` is off); reactions keep the UserCard defaults."""
-
-    voice: Line
-    hidden_facts: list[HiddenFact] = Field(max_length=4)
-
-
-# --- prompts -----------------------------------------------------------------------------------------------------
-
-IMAGE_TOOLS = (
-    "bash, coreutils, findutils, grep, sed, gawk, diffutils, patch, file, procps (ps, pgrep, kill), psmisc, "
-    "python3 (standard library only), git, jq, sqlite3, tar, zip, unzip, gzip, bzip2, xz, make, cron, bc, tree, rsync"
+from ise.stages.plan_drafts import (
+    CardDraft,
+    PlanDraft,
+    WorldDraft,
+    budgets_for,
+    card_messages,
+    draft_model,
+    plan_from_draft,
+    plan_messages,
+    repair_message,
+    user_card,
 )
-"""What the prompt promises the model; keep in line with sandbox_images/workspace."""
 
-_SHAPE: dict[Complexity, tuple[int, int]] = {"simple": (1, 0), "medium": (2, 1), "complex": (3, 2)}
-"""(milestones, perturbations) asked for per complexity level."""
-
-
-@cache
-def draft_model(complexity: Complexity, *, with_card: bool) -> type[WorldDraft]:
-    """The draft schema for one complexity level: room for the milestones and perturbations asked for plus one,
-    so a small model that starts repeating itself has to close the list instead of rambling to max_tokens."""
-    milestones, perturbations = _SHAPE[complexity]
-    base = PlanDraft if with_card else WorldDraft
-    shaped = create_model(
-        base.__name__,
-        __base__=base,
-        milestones=(list[MilestoneDraft], Field(min_length=1, max_length=milestones + 1)),
-        perturbations=(list[PerturbationDraft], Field(max_length=perturbations + 1)),
-    )
-    return cast(type[WorldDraft], shaped)  # a subclass of `base`; create_model's return type cannot say so
-
-
-def plan_messages(intent: Intent, *, with_card: bool) -> list[Message]:
-    milestones, perturbations = _SHAPE[intent.complexity]
-    return [
-        Message(role="system", content=render("plan_system.jinja", tools=IMAGE_TOOLS, with_card=with_card)),
-        Message(
-            role="user",
-            content=render("plan.jinja", intent=intent, milestones=milestones, perturbations=perturbations),
-        ),
-    ]
-
-
-def repair_message(problems: Sequence[Problem]) -> Message:
-    kinds = {p.kind for p in problems}
-    return Message(role="user", content=render("plan_repair.jinja", problems=problems, kinds=kinds))
-
-
-def card_messages(intent: Intent, world: WorldDraft) -> list[Message]:
-    asks = [m.ask for m in world.milestones]
-    return [Message(role="user", content=render("plan_card.jinja", intent=intent, goal=world.goal, asks=asks))]
-
-
-# --- draft -> Plan -----------------------------------------------------------------------------------------------
-
-
-def budgets_for(complexity: Complexity, milestones: int, cfg: SimulateConfig) -> Budgets:
-    """The complexity's budgets, with room for every milestone plus one round of corrections."""
-    base = cfg.budgets[complexity]
-    return base.model_copy(update={"max_user_turns": max(base.max_user_turns, milestones + 1)})
-
-
-def setup_script(as_agent: str, as_root: str) -> str | None:
-    """One root script: the agent's part first (repos and databases owned by the agent, with a commit identity),
-    then the root part (permissions, processes), so root's changes are not undone by the agent's."""
-    parts = ["set -e"]
-    if as_agent.strip():
-        agent_part = f"cd {WORKSPACE}\n{as_agent.strip()}"
-        parts.append(
-            f"runuser -u agent -- env HOME={AGENT_HOME} GIT_AUTHOR_NAME=dev GIT_AUTHOR_EMAIL=dev@example.com "
-            f"GIT_COMMITTER_NAME=dev GIT_COMMITTER_EMAIL=dev@example.com bash -ec {shlex.quote(agent_part)}"
-        )
-    if as_root.strip():
-        parts.append(f"cd {WORKSPACE}\n{root_home(as_root.strip())}")
-    return "\n".join(parts) if len(parts) > 1 else None
-
-
-def plan_from_draft(
-    intent: Intent, world: WorldDraft, card: CardDraft | None, cfg: SimulateConfig, *, attempts: int, model: str
-) -> Plan:
-    budgets = budgets_for(intent.complexity, len(world.milestones), cfg)
-    checks: list[Check] = []
-    milestones: list[Milestone] = []
-    for m_index, m in enumerate(world.milestones, start=1):
-        ids = [f"m{m_index}c{c_index}" for c_index in range(1, len(m.checks) + 1)]
-        milestones.append(Milestone(id=f"m{m_index}", ask=m.ask, checks=ids))
-        checks += [
-            Check(
-                id=check_id,
-                description=c.description,
-                command=root_home(c.command),
-                expect_exit=c.expect_exit,
-                expect_stdout=c.expect_stdout or None,
-            )
-            for check_id, c in zip(ids, m.checks, strict=True)
-        ]
-    perturbations = [
-        Perturbation(
-            id=f"p{index}",
-            description=p.description,
-            script=root_home(p.script),
-            at_user_turn=None if p.when.strip() else min(p.at_user_turn, budgets.max_user_turns),
-            when=root_home(p.when.strip()) or None,
-        )
-        for index, p in enumerate(world.perturbations, start=1)
-    ]
-    files = {  # a path written twice (small models repeat themselves) keeps its last content
-        resolve_path(f.path): FileFixture(
-            path=resolve_path(f.path), content=f.content, mode="0755" if f.executable else "0644"
-        )
-        for f in world.files
-    }
-    user = _user_card(intent, world, card, milestones)
-    return Plan(
-        id=intent.id,
-        intent=intent,
-        fixtures=Fixtures(
-            files=list(files.values()), setup_script=setup_script(world.setup_as_agent, world.setup_as_root)
-        ),
-        user=user,
-        perturbations=perturbations,
-        checks=checks,
-        budgets=budgets,
-        solution=[m.solution for m in world.milestones] if cfg.verify_solution else [],
-        attempts=attempts,
-        model=model,
-    )
-
-
-def _user_card(intent: Intent, world: WorldDraft, card: CardDraft | None, milestones: list[Milestone]) -> UserCard:
-    if card is not None:
-        voice, facts = card.voice, card.hidden_facts
-        reactions = card.model_dump(include={"on_failure", "on_question", "on_partial"})
-    elif isinstance(world, PlanDraft):
-        voice, facts, reactions = world.voice, world.hidden_facts, {}
-    else:  # part one is validated before the card is written; the persona's style stands in meanwhile
-        voice, facts, reactions = intent.persona.style, [], {}
-    user = UserCard(persona=voice, goal=world.goal, milestones=milestones, hidden_facts=facts)
-    return user.model_copy(update={k: v for k, v in reactions.items() if v.strip()})
-
+__all__ = [  # the draft side lives in ise/stages/plan_drafts.py; these of its names stay importable from here
+    "CardDraft",
+    "Outcome",
+    "PlanDraft",
+    "PlanRejected",
+    "Simulator",
+    "WorldDraft",
+    "budgets_for",
+    "card_messages",
+    "draft_model",
+    "plan_from_draft",
+    "plan_messages",
+    "read_intents",
+    "render",
+    "repair_message",
+    "run_simulate",
+    "simulate_stats",
+    "stats_path",
+    "stats_table",
+    "user_card",
+]
 
 # --- one intent --------------------------------------------------------------------------------------------------
 
@@ -321,7 +116,7 @@ class Simulator:
 
     def _plan(self, intent: Intent, outcome: Outcome) -> Plan:
         schema = draft_model(intent.complexity, with_card=not self.cfg.two_part)
-        conversation = plan_messages(intent, with_card=not self.cfg.two_part)
+        conversation = plan_messages(intent, with_card=not self.cfg.two_part, cfg=self.cfg)
         problems: list[Problem] = []
         for attempt in range(1, self.cfg.max_attempts + 1):
             if stop_requested.is_set():
@@ -343,7 +138,7 @@ class Simulator:
                 card = self._card(intent, world, attempt, outcome) if self.cfg.two_part else None
                 if card is None:
                     return kept
-                return kept.model_copy(update={"user": _user_card(intent, world, card, kept.user.milestones)})
+                return kept.model_copy(update={"user": user_card(intent, world, card, kept.user.milestones)})
             outcome.problem_kinds.update(p.kind for p in problems)
             outcome.failures.append([str(p) for p in problems])
             conversation += [Message(role="assistant", content=reply), repair_message(problems)]
@@ -409,7 +204,7 @@ class Simulator:
 
 def read_intents(path: Path) -> list[Intent]:
     """The whole input, validated before anything runs: a bad line stops the stage with nothing written."""
-    intents = list(read_records(path, Intent))
+    intents = list(read_records(path, Intent, unique_ids=True))
     if not intents:
         raise IseError(f"{path}: no intents to plan")
     return intents
@@ -458,6 +253,7 @@ def run_simulate(
 ) -> dict[str, Any]:
     """Plan every intent not yet in `output`; print and write `<stem>.stats.json`; return the stats."""
     console = console or Console(stderr=True)
+    preflight(output, inputs=[input_path], sidecars=[stats_path(output)])
     intents = read_intents(input_path)
     if sandbox_factory is None:
         require_image(config)
@@ -478,7 +274,7 @@ def run_simulate(
         if own_llm:
             llm.close()
     stats = simulate_stats(output, run, simulator.outcomes)
-    stats_path(output).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(stats_path(output), json.dumps(stats, indent=2) + "\n")
     console.print(stats_table(stats))
     return stats
 
