@@ -75,9 +75,11 @@ class SimulateConfig(Record):
     max_total_bytes: int = Field(default=128_000, ge=1)
     max_script_bytes: int = Field(default=8_000, ge=1)
     """Cap for the setup script, each perturbation and each check command."""
-    system_domains: list[str] = Field(default_factory=lambda: ["services", "network", "security", "packages"])
-    """Domain ids (configs/taxonomy/domains.yaml) whose plans may touch paths outside /workspace and the agent's home
-    (the sandbox's read-only root still limits what can be written)."""
+    system_domains: list[str] = Field(
+        default_factory=lambda: ["services", "network", "security", "packages", "automation"]
+    )
+    """Domain ids (configs/taxonomy/domains.yaml) whose plans run under the admin profile and may touch paths outside
+    /workspace and the agent's home. automation is one: crontab needs a writable /var/spool/cron."""
     check_timeout_s: float = Field(default=10.0, gt=0)
     """Per check, perturbation and trigger condition in the dry run (the setup script has sandbox.setup_timeout_s)."""
     verify_solution: bool = True

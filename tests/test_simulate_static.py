@@ -414,7 +414,9 @@ def test_the_draft_schema_round_trips_and_keeps_every_answer_field_required() ->
     assert "maxLength" not in json.dumps(schema)
 
 
-@pytest.mark.parametrize(("domain", "profile"), [("services", "admin"), (" Security ", "admin"), ("logs", "user")])
+@pytest.mark.parametrize(
+    ("domain", "profile"), [("services", "admin"), (" Security ", "admin"), ("automation", "admin"), ("logs", "user")]
+)
 def test_system_domains_get_the_admin_profile(plan: Plan, domain: str, profile: str) -> None:
     world = WorldDraft.model_validate(example_answer(with_card=False, name="count"))
     intent = plan.intent.model_copy(update={"domain": domain})
