@@ -15,15 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from ise.charts import bar_chart, heatmap, histogram
 from ise.errors import InputError
 from ise.jsonl import read_records
+from ise.outputs import check_page_output, write_text_atomic
 from ise.records import Intent, Plan, Trace
-from ise.stages.export import read_traces
+from ise.trace_file import load_traces
 
 LEVELS = ("simple", "medium", "complex")
 M = TypeVar("M", bound=BaseModel)
@@ -43,20 +44,29 @@ class RunData:
     """Records each stage could not produce (its .errors.jsonl)."""
 
 
-def load_run(run_dir: Path) -> RunData:
+STAGE_FILES = ("intents.jsonl", "plans.jsonl", "traces.jsonl", "intents.stats.json", "sft/export.json")
+ERROR_FILES = ("intents.errors.jsonl", "plans.errors.jsonl", "traces.errors.jsonl")
+
+
+def check_run_dir(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise InputError(f"{run_dir} is not a run folder")
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Every file of the run that is there, each read strictly (traces as export reads them); one error if not."""
+    check_run_dir(run_dir)
     data = RunData(run_dir)
     data.intents = _records(run_dir / "intents.jsonl", Intent)
     data.plans = _records(run_dir / "plans.jsonl", Plan)
     traces = run_dir / "traces.jsonl"
-    data.traces = [trace for _, trace in read_traces(traces)] if traces.exists() else None
-    data.stats = _json(run_dir / "intents.stats.json")
-    data.export = _json(run_dir / "sft" / "export.json")
-    for stage in ("intents", "plans", "traces"):
-        errors = run_dir / f"{stage}.errors.jsonl"
+    data.traces = load_traces(traces, allow_empty=True) if traces.exists() else None
+    data.stats = _json(run_dir / "intents.stats.json", _PoolStats)
+    data.export = _json(run_dir / "sft" / "export.json", _Manifest)
+    for name in ERROR_FILES:
+        errors = run_dir / name
         if errors.exists():
-            data.errors[stage] = sum(1 for line in errors.read_text(encoding="utf-8").splitlines() if line.strip())
+            data.errors[name.split(".")[0]] = sum(1 for line in _read_bytes(errors).splitlines() if line.strip())
     return data
 
 
@@ -64,15 +74,60 @@ def _records(path: Path, model: type[M]) -> list[M] | None:
     return list(read_records(path, model)) if path.exists() else None
 
 
-def _json(path: Path) -> dict[str, Any] | None:
+class _Cell(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    domain: str
+    complexity: str
+    kept: int
+    sampled: int
+
+
+class _PoolStats(BaseModel):
+    """What the report reads of intents.stats.json (present keys must have these types; others are ignored)."""
+
+    model_config = ConfigDict(extra="allow")
+    sampled: int = 0
+    kept: int = 0
+    vendi: float = 0.0
+    distinct: dict[str, float] = {}
+    cells: list[_Cell] = []
+
+
+class _Manifest(BaseModel):
+    """What the report reads of sft/export.json."""
+
+    model_config = ConfigDict(extra="allow")
+    rows: dict[str, int] = {}
+    filtered: dict[str, int] = {}
+    rejected: int = 0
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _json(path: Path, shape: type[BaseModel]) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_bytes(path).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 (byte {exc.start + 1})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
+    try:
+        shape.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "record"
+        raise InputError(f"{path}: {where}: {first['msg']}") from None
     return data
 
 
@@ -290,12 +345,13 @@ def numbers_table(data: RunData) -> Table:
 
 
 def run_report(run_dir: Path, output: Path | None = None, *, console: Console) -> Path:
-    """Write the HTML report (default RUN_DIR/report.html, atomically) and print the key numbers."""
-    data = load_run(run_dir)
+    """Write the HTML report (default RUN_DIR/report.html, atomically) and print the key numbers. The output may
+    not be a data file's name, a folder, or an existing file other than an HTML page: it is checked first."""
+    check_run_dir(run_dir)
     output = output or run_dir / "report.html"
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(render_html(data), encoding="utf-8")
-    tmp.replace(output)
+    check_page_output(output, inputs=[run_dir / name for name in (*STAGE_FILES, *ERROR_FILES)])
+    data = load_run(run_dir)
+    write_text_atomic(output, render_html(data))
     console.print(numbers_table(data))
     console.print(f"report: {output}")
     return output

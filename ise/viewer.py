@@ -15,8 +15,9 @@ from typing import Any
 from rich.console import Console
 
 from ise.errors import InputError
+from ise.outputs import check_page_output, write_text_atomic
 from ise.records import Trace
-from ise.stages.export import read_traces
+from ise.trace_file import load_traces
 
 CLIP_CHARS = 20_000
 """Longest text shown per field (stdout, stderr, results, messages); the rest is noted, not embedded."""
@@ -73,7 +74,7 @@ def render_viewer(traces: list[Trace], title: str, *, total: int | None = None) 
 
 
 def traces_file(run_dir: Path) -> Path:
-    path = run_dir if run_dir.is_file() else run_dir / "traces.jsonl"
+    path = run_dir if run_dir.exists() and not run_dir.is_dir() else run_dir / "traces.jsonl"
     if not path.exists():
         raise InputError(f"no traces to view: {path} does not exist")
     return path
@@ -89,12 +90,13 @@ def run_viewer(
     """Write the viewer (default RUN_DIR/viewer.html, atomically) for the first `limit` trajectories (None: all);
     every line is still read and checked."""
     path = traces_file(run_dir)
-    traces = [trace for _, trace in read_traces(path)]
-    shown = traces if limit is None else traces[:limit]
     output = output or path.with_name("viewer.html")
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(render_viewer(shown, title=str(path), total=len(traces)), encoding="utf-8")
-    tmp.replace(output)
+    check_page_output(output, inputs=[path])
+    traces = load_traces(path, allow_empty=True)
+    if not traces:
+        raise InputError(f"no traces to view: {path} holds none")
+    shown = traces if limit is None else traces[:limit]
+    write_text_atomic(output, render_viewer(shown, title=str(path), total=len(traces)))
     note = f"the first {len(shown)} of {len(traces)}" if len(shown) < len(traces) else f"{len(traces)}"
     console.print(f"viewer: {output} ({note} trajectories)")
     return output

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from trace_factory import make_trace, write_traces
 
+from ise import trace_file
 from ise.config import ExportConfig
 from ise.errors import InputError, IseError
+from ise.records import TRACE_SCHEMA_VERSION as V
 from ise.records import Message, Trace
 from ise.stages import export as export_module
 from ise.stages.export import SPLITS, export, split_intents
@@ -206,11 +208,14 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     ("bad_line", "message"),
     [
         ('{"id": "x", "messages": [', "traces.jsonl:3: not valid JSON"),
-        ("[1, 2, 3]", "traces.jsonl:3: not a Trace (schema v1): record"),
-        ('{"schema_version": 2, "id": "x"}', "traces.jsonl:3: trace schema version 2, but this ise reads version 1"),
+        ("[1, 2, 3]", f"traces.jsonl:3: not a Trace (schema v{V}): record"),
+        (
+            f'{{"schema_version": {V + 1}, "id": "x"}}',
+            f"traces.jsonl:3: trace schema version {V + 1} is newer than this ise reads (up to {V})",
+        ),
         (
             '{"id": "x", "persona": {}, "domain": "d"}',
-            "traces.jsonl:3: not a Trace (schema v1): intent: Field required",
+            f"traces.jsonl:3: not a Trace (schema v{V}): intent: Field required",
         ),
     ],
 )
@@ -235,7 +240,7 @@ def test_extra_field_from_a_newer_writer_is_named(tmp_path: Path) -> None:
     record["judge_score"] = 0.9
     path = tmp_path / "traces.jsonl"
     path.write_text(json.dumps(record) + "\n")
-    with pytest.raises(InputError, match=r"traces.jsonl:1: not a Trace \(schema v1\): judge_score: Extra inputs"):
+    with pytest.raises(InputError, match=rf"traces.jsonl:1: not a Trace \(schema v{V}\): judge_score: Extra inputs"):
         export(path, tmp_path / "out", _cfg())
     assert not (tmp_path / "out").exists()
 
@@ -324,7 +329,7 @@ def test_trace_round_trips_through_the_factory_file(tmp_path: Path) -> None:
 
 def test_parallel_and_serial_exports_are_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Spans small enough that the input makes many worker jobs, so the forked workers really run."""
-    monkeypatch.setattr(export_module, "SPAN_BYTES", 64 << 10)
+    monkeypatch.setattr(trace_file, "SPAN_BYTES", 64 << 10)
     traces = [make_trace(f"t{i:04d}", passed=i % 4 != 0, domain=("a", "b", "c")[i % 3]) for i in range(450)]
     write_traces(tmp_path / "traces.jsonl", traces)
     export(tmp_path / "traces.jsonl", tmp_path / "serial", _cfg(), processes=1)
@@ -339,19 +344,19 @@ def test_spans_cover_every_line_once(tmp_path: Path) -> None:
     lines[700] = ""
     lines[1500] = '{"long": "' + "y" * 300_000 + '"}'
     path.write_text("\n".join(lines))  # no newline at the end
-    spans = list(export_module.file_spans(path, size=4096))
+    spans = list(trace_file.file_spans(path, size=4096))
     assert len(spans) > 100
-    read = [(lineno, raw.decode()) for span in spans for lineno, raw in export_module.read_span(span)]
+    read = [(lineno, raw.decode()) for span in spans for lineno, raw in trace_file.read_span(span)]
     assert read == [(i + 1, line) for i, line in enumerate(lines) if line]
 
 
 def test_bad_line_deep_in_a_parallel_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(export_module, "SPAN_BYTES", 64 << 10)
+    monkeypatch.setattr(trace_file, "SPAN_BYTES", 64 << 10)
     path = tmp_path / "traces.jsonl"
     write_traces(path, [make_trace(f"t{i:04d}") for i in range(450)])
     lines = path.read_text().splitlines()
     lines[411] = lines[411].replace('"turns":2', '"turns":"two"')
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InputError, match=r"traces.jsonl:412: not a Trace \(schema v1\): turns: Input should be"):
+    with pytest.raises(InputError, match=rf"traces.jsonl:412: not a Trace \(schema v{V}\): turns: Input should be"):
         export(path, tmp_path / "out", _cfg(), processes=2)
     assert not (tmp_path / "out").exists()

@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import ValidationError
 from pydantic_core import from_json
 from rich.console import Console
 
 from ise.config import Config, ExportConfig
 from ise.errors import InputError, IseError
 from ise.llm.config import EmbeddedBackend
-from ise.records import TRACE_SCHEMA_VERSION, Trace
+from ise.outputs import current_umask, make_folder, refuse_inputs, within, writable_folder
+from ise.records import Trace
 from ise.stages.sft_files import (
     JSONL_FORMATS,
     arrow_rows,
@@ -66,6 +66,7 @@ from ise.stages.sft_rows import (
     tool_records,
     validate_conversation,
 )
+from ise.trace_file import Span, TraceIds, file_spans, parse_trace, read_span
 
 if TYPE_CHECKING:
     from ise.llm.embedded import EmbeddedServer
@@ -219,73 +220,7 @@ class ExportSummary:
 # --- reading -------------------------------------------------------------------------------------------------
 
 
-def read_traces(path: Path) -> Iterator[tuple[int, Trace]]:
-    """Yield (line number, Trace); any bad line stops with one error naming it."""
-    for span in file_spans(path):
-        for lineno, raw in read_span(span):
-            yield lineno, parse_trace(path, lineno, raw)
-
-
-def parse_trace(path: Path, lineno: int, raw: bytes) -> Trace:
-    try:
-        return Trace.model_validate_json(raw)
-    except ValidationError as exc:
-        error = exc
-    # Only failures pay for a second parse, to say *why* in the user's terms.
-    try:
-        obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as decode_error:
-        raise InputError(f"{path}:{lineno}: not valid JSON ({decode_error})") from None
-    version = obj.get("schema_version") if isinstance(obj, dict) else None
-    if isinstance(version, int) and version != TRACE_SCHEMA_VERSION:
-        raise InputError(
-            f"{path}:{lineno}: trace schema version {version}, but this ise reads version {TRACE_SCHEMA_VERSION}"
-        )
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "record"
-    raise InputError(f"{path}:{lineno}: not a Trace (schema v{TRACE_SCHEMA_VERSION}): {where}: {first['msg']}")
-
-
-Span = tuple[Path, int, int, int]
-"""(file, byte offset, byte length, number of its first line): a run of whole lines a worker reads itself, so
-the input never travels through a pipe."""
-
-
-SPAN_BYTES = 4 << 20
-"""Input read per worker job: big enough to amortise the hand-off, small enough to keep both cores busy."""
-
-
-def file_spans(path: Path, size: int | None = None) -> Iterator[Span]:
-    """Cut a file into spans of whole lines of about `size` bytes (a longer line makes a longer span)."""
-    size = size or SPAN_BYTES
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    offset, lineno = 0, 1
-    with handle:
-        while block := handle.read(size):
-            while not block.endswith(b"\n") and (more := handle.read(size)):
-                cut = more.find(b"\n")
-                if cut >= 0:
-                    handle.seek(cut + 1 - len(more), 1)
-                    block += more[: cut + 1]
-                    break
-                block += more
-            yield path, offset, len(block), lineno
-            offset += len(block)
-            lineno += block.count(b"\n")
-
-
-def read_span(span: Span) -> Iterator[tuple[int, bytes]]:
-    """The non-blank lines of a span with their line numbers."""
-    path, offset, length, first = span
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read(length)
-    for lineno, raw in enumerate(data.split(b"\n"), start=first):
-        if raw.strip():
-            yield lineno, raw
+# Reading and validating the traces file is ise/trace_file.py's job: report and view read with it too.
 
 
 # --- selection -----------------------------------------------------------------------------------------------
@@ -384,7 +319,7 @@ def export(
 ) -> ExportSummary:
     """Read, filter, validate, count, check, split and write; see the module docstring for the layout.
     `processes` defaults to the number of cores; 1 runs everything in this process."""
-    _check_target(out_dir)
+    _check_target(out_dir, traces_path)
     # Millions of small dicts and strings, none in reference cycles: the cyclic GC would rescan them over and
     # over (measured: 3x slower reading and Parquet conversion). Reference counting still frees everything.
     gc_was_enabled = gc.isenabled()
@@ -426,10 +361,15 @@ def _export(
     return summary
 
 
-def _check_target(out_dir: Path) -> None:
-    """Refuse to replace a folder we did not write: `-o .` must never wipe someone's work."""
+def _check_target(out_dir: Path, traces_path: Path) -> None:
+    """Refuse to replace a folder we did not write (`-o .` must never wipe someone's work), or one holding the
+    input; and prove the folder beside it takes the staging folder, before any work."""
+    refuse_inputs(out_dir, [traces_path])
+    if within(traces_path, out_dir):
+        raise InputError(f"output {out_dir} holds the input {traces_path}: replacing it would destroy the input")
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).exists())):
         raise IseError(f"{out_dir} exists and is not an ise export folder (no {MANIFEST}); choose another -o")
+    writable_folder(out_dir.parent, out_dir)
 
 
 def _select(
@@ -445,17 +385,14 @@ def _select(
     tables their Parquet rows are in."""
     candidates: list[Candidate] = []
     tables: list[Any] = []
-    seen: dict[str, int] = {}
+    ids = TraceIds(traces_path)
     provenance = _Provenance()
     jobs = ((span, cfg) for span in file_spans(traces_path))
     for chunk, table in ordered_map(judge_lines, jobs, processes):
         if table is not None:
             tables.append(table)
         for judged in chunk:
-            if judged.id in seen:
-                where, first = f"{traces_path}:{judged.line}", seen[judged.id]
-                raise InputError(f"{where}: duplicate trace id {judged.id!r} (first on line {first})")
-            seen[judged.id] = judged.line
+            ids.add(judged.id, judged.line)
             summary.read += 1
             provenance.add(*judged.provenance)
             if judged.filtered is not None:
@@ -467,6 +404,8 @@ def _select(
             else:
                 judged.part = len(tables) - 1 if judged.index >= 0 else -1
                 candidates.append(judged)
+    if not summary.read:
+        raise InputError(f"{traces_path}: no traces in the file, nothing to export")
     summary.provenance = provenance.as_dict()
     return candidates, tables
 
@@ -586,9 +525,10 @@ def _write_all(
     cfg: ExportConfig,
     summary: ExportSummary,
 ) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir.parent, out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the export is a folder like any other
         for split, candidates in splits.items():
             _write_split(staging, split, candidates, tables, cfg, summary)
         with summary.timed("write card"):

@@ -178,12 +178,56 @@ def validate_conversation(messages: list[Row], tools: list[Row]) -> list[str]:
         previous = role
     if pending:
         problems.append(f"tool calls without a result: {', '.join(sorted(pending))}")
+    problems += _text_problems(messages, tools)
     if not any(m.get("role") == "user" for m in messages):
         problems.append("no user message")
     last = messages[-1] if messages else {}
     if last.get("role") != "assistant" or last.get("tool_calls"):
         problems.append("conversation does not end with an assistant answer")
     return problems
+
+
+PROTOCOL_TOKEN = re.compile(r"\A[0-9a-f]{32}(?=\s|\Z)(?!  \S)")
+"""32 hex digits opening a tool result, alone on their line: the shape of the sandbox channel's per-command
+markers (secrets.token_hex(16)), so a sign that the harness leaked into what the agent saw. (md5sum's
+"<hash>  <file>" lines are not matched.)"""
+
+
+def _text_problems(messages: list[Row], tools: list[Row]) -> list[str]:
+    """NUL bytes anywhere (binary output: tokenizers and trainers mishandle them, so the row is rejected, not
+    silently altered) and protocol markers at the start of a tool result."""
+    problems = []
+    for index, message in enumerate(messages):
+        where = f"message {index} ({message.get('role')})"
+        content = message.get("content")
+        if _has_nul(content):
+            problems.append(f"{where}: NUL byte in the content")
+        for call in message.get("tool_calls") or []:
+            arguments = (call.get("function") or {}).get("arguments")
+            if isinstance(arguments, str) and "\\u0000" in arguments and _has_nul(_parsed(arguments)):
+                problems.append(f"{where}: NUL byte in the arguments of call {call.get('id')!r}")
+        if message.get("role") == "tool" and isinstance(content, str) and PROTOCOL_TOKEN.match(content):
+            problems.append(f"{where}: tool result starts with a 32-hex-digit token (a sandbox protocol marker?)")
+    if _has_nul(tools):
+        problems.append("NUL byte in the tool definitions")
+    return problems
+
+
+def _parsed(arguments: str) -> Any:
+    try:
+        return from_json(arguments)
+    except ValueError:
+        return arguments  # reported as invalid JSON by the call checks
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def _user_order(where: str, previous: str | None, pending: set[str]) -> list[str]:
