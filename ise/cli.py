@@ -5,20 +5,51 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from ise.config import Config, load_config
-from ise.errors import IseError
+from ise.errors import InputError, IseError
 from ise.llm.cli import app as llm_app
+from ise.outputs import refuse_inputs, within
 from ise.sandbox.cli import app as sandbox_app
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """The one way a command fails on something the user can fix: one line on stderr, exit code 2."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError no check foresaw, still as one line naming the path and the cause."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot use {' -> '.join(paths)}: {cause}" if paths else f"{type(exc).__name__}: {cause}"
+
+
+class _Commands(TyperGroup):
+    """Runs a subcommand; an IseError (bad input, path, config, endpoint) or an OSError becomes one line and exit
+    code 2, under `ise` and under typer's CliRunner alike."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's own (vendored) click Context
+        try:
+            return super().invoke(ctx)
+        except IseError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(os_error_line(exc))
+
+
+app = typer.Typer(cls=_Commands, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.add_typer(llm_app, name="llm")
 app.add_typer(sandbox_app, name="sandbox")
-console = Console(stderr=True)
 
 ConfigOption = Annotated[
     list[str] | None,
@@ -26,8 +57,21 @@ ConfigOption = Annotated[
 ]
 
 
+def workers_option(help_text: str) -> Any:
+    return typer.Option("--workers", min=1, help=help_text)
+
+
 def config_from(sources: list[str] | None) -> Config:
     return load_config(sources or [])
+
+
+def refuse_config_as_output(sources: list[str] | None, output: Path) -> None:
+    """A config file given with -c is an input too: -o may neither name it nor a folder holding it (export)."""
+    files = [Path(source) for source in sources or [] if Path(source).is_file()]
+    refuse_inputs(output, files)
+    for path in files:
+        if output.is_dir() and within(path, output):
+            raise InputError(f"output {output} holds the config file {path}; choose another -o")
 
 
 @app.command()
@@ -35,12 +79,13 @@ def intents(
     output: Annotated[Path, typer.Option("-o", "--output", help="intents.jsonl to write (resumed if it exists).")],
     config: ConfigOption = None,
     count: Annotated[int | None, typer.Option("-n", "--count", min=1, help="Cells to sample (intents.count).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Intents realised at once.")] = None,
+    workers: Annotated[int | None, workers_option("Intents realised at once")] = None,
 ) -> None:
     """Sample persona x domain x task x complexity, realise each cell with the LLM, dedup, and report diversity."""
     from ise.stages.intents import run_intents
 
     cfg = config_from(config)
+    refuse_config_as_output(config, output)
     if workers is not None:
         cfg = cfg.model_copy(update={"workers": workers})
     run_intents(cfg, output, count=count, console=console)
@@ -51,12 +96,14 @@ def simulate(
     input_path: Annotated[Path, typer.Option("-i", "--input", help="intents.jsonl from `ise intents`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="plans.jsonl to write (resumed if it exists).")],
     config: ConfigOption = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Intents planned at once.")] = None,
+    workers: Annotated[int | None, workers_option("Intents planned at once")] = None,
 ) -> None:
     """Write an executable plan per intent, each dry-run in a fresh sandbox; failures go to *.errors.jsonl."""
     from ise.stages.simulate import run_simulate
 
-    run_simulate(input_path, output, config_from(config), workers=workers, console=console)
+    cfg = config_from(config)
+    refuse_config_as_output(config, output)
+    run_simulate(input_path, output, cfg, workers=workers, console=console)
 
 
 @app.command()
@@ -64,14 +111,14 @@ def execute(
     input_path: Annotated[Path, typer.Option("-i", "--input", help="plans.jsonl from `ise simulate`.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="traces.jsonl to write (resumed if it exists).")],
     config: ConfigOption = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Episodes run at once, each in its own sandbox.")
-    ] = None,
+    workers: Annotated[int | None, workers_option("Episodes run at once, each in its own sandbox")] = None,
 ) -> None:
     """Run each plan as a live episode (agent + user simulator + real sandbox) and record one trace per plan."""
     from ise.stages.execute import run_execute
 
-    run_execute(input_path, output, config_from(config), workers=workers, console=console)
+    cfg = config_from(config)
+    refuse_config_as_output(config, output)
+    run_execute(input_path, output, cfg, workers=workers, console=console)
 
 
 @app.command()
@@ -117,7 +164,9 @@ def export(
         "render_samples": 0 if no_render_check else render_samples,
     }
     overrides = [f"export.{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    run_export(input_path, output, config_from([*(config or []), *overrides]), console=console)
+    cfg = config_from([*(config or []), *overrides])
+    refuse_config_as_output(config, output)
+    run_export(input_path, output, cfg, console=console)
 
 
 @app.command()
@@ -139,7 +188,9 @@ def view(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="HTML file (default RUN_DIR/viewer.html).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Trajectories embedded (the first N); 0 for all.")] = 2000,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, help="Trajectories embedded (the first N); 0 for all.")
+    ] = 2000,
 ) -> None:
     """Write a static HTML trace viewer: every trajectory, its dialogue, tool calls, diffs, events and checks."""
     from ise.viewer import run_viewer
@@ -160,9 +211,10 @@ def run(
 
 
 def main() -> None:
-    """Entry point: user-facing errors become one line on stderr and exit code 2."""
+    """Entry point: user-facing errors become one line on stderr and exit code 2 (see _Commands; this catches what
+    is raised outside a command)."""
     try:
         app()  # typer reports usage errors and Ctrl-C itself (exit 2 and 1)
     except IseError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
