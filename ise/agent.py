@@ -331,6 +331,8 @@ class AgentContext:
     max_delegate_steps: int
     on_step: Callable[[Step], None]
     """Called after every step (any depth): the episode fires perturbations there."""
+    admin: bool = False
+    """The agent works as root (admin profile): its prompts say so."""
     model_errors: list[ErrorEvent] = field(default_factory=list)
     step_count: int = 0
     turn: int = 0
@@ -436,7 +438,7 @@ class Agent:
         ctx = self.ctx
         sub = Agent(ctx, tools=agent_tools(delegate=False), max_steps=ctx.max_delegate_steps)
         sub_messages += [
-            Message(role="system", content=render("agent_system.jinja", subagent=True)),
+            Message(role="system", content=render("agent_system.jinja", subagent=True, admin=ctx.admin)),
             Message(role="user", content=task),
         ]
         answer = sub.run_turn(sub_messages, sub_steps)

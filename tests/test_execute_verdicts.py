@@ -192,6 +192,7 @@ def test_each_steps_changes_cover_every_root_the_plan_seeds_and_etc_under_admin(
     trace = run(plan, agent, simple_user(done_after=1), sandboxes)
 
     assert trace.env.profile == "admin"
+    assert "You work as root" in (trace.messages[0].content or "")
     assert trace.outcome.passed, trace.outcome.checks
     changes = {(c.path, c.change) for c in trace.steps[0].changes}
     assert changes == {("/srv/app/old.dat", "deleted"), ("/etc/app.conf", "created")}

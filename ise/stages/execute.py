@@ -293,6 +293,7 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
         malformed_retries=episode.cfg.malformed_retries,
         max_delegate_steps=episode.cfg.max_delegate_steps,
         on_step=episode.on_step,
+        admin=episode.profile == "admin",
     )
     episode.ctx = ctx
     try:
@@ -306,7 +307,8 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
 
 def _converse(episode: Episode, ctx: AgentContext) -> None:
     plan, budgets = episode.plan, episode.budgets
-    episode.messages.append(Message(role="system", content=render("agent_system.jinja", subagent=False)))
+    admin = episode.profile == "admin"
+    episode.messages.append(Message(role="system", content=render("agent_system.jinja", subagent=False, admin=admin)))
     agent = Agent(ctx, tools=agent_tools(delegate=True), max_steps=budgets.max_agent_steps_per_turn)
     user = UserSimulator(
         episode.env.user_llm, episode.meter, plan, regenerations=episode.cfg.user_regenerations, seed=episode.seed
