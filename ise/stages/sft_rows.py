@@ -153,7 +153,8 @@ def validate_conversation(messages: list[Row], tools: list[Row]) -> list[str]:
 
     Rules: an optional system message first; a user speaks first; roles alternate legally; every tool call has an
     id, a known tool name and JSON-object arguments; each call gets exactly one tool message, right after the
-    assistant turn that made it; no empty assistant turns; the conversation ends with an assistant answer.
+    assistant turn that made it; no empty assistant turns; the conversation ends with an assistant answer; no NUL
+    byte anywhere, and no tool result opening with a protocol-marker token (see PROTOCOL_TOKEN).
     """
     problems: list[str] = []
     tool_names = {t.get("function", {}).get("name") for t in tools}
