@@ -10,11 +10,12 @@ import pytest
 from simulate_support import docker_sandboxes, good_plan, intent
 
 from ise.config import SimulateConfig
-from ise.plan_validation import SandboxFactory, validate
+from ise.plan_validation import validate
 from ise.prompts import PROMPTS_DIR
-from ise.records import Check, FileFixture, Perturbation, Plan
+from ise.records import Check, FileFixture, Perturbation, Plan, ShellCheck
 from ise.sandbox.base import SandboxError
 from ise.sandbox.config import SandboxConfig
+from ise.sandbox.provider import SandboxFactory
 from ise.stages.simulate import WorldDraft, plan_from_draft
 
 pytestmark = pytest.mark.docker
@@ -54,9 +55,9 @@ def test_a_good_plan_passes_the_dry_run(plan: Plan, sandboxes: SandboxFactory) -
 def test_a_check_that_already_passes_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
     plan = with_checks(
         plan,
-        Check(id="c4", description="the log is there", command="test -f /workspace/logs/app.log"),
-        Check(id="c5", description="no crash", command="grep -q Traceback /workspace/logs/app.log", expect_exit=1),
-        Check(id="c6", description="two lines", command="wc -l < /workspace/schema.sql", expect_stdout="1"),
+        ShellCheck(id="c4", description="the log is there", command="test -f /workspace/logs/app.log"),
+        ShellCheck(id="c5", description="no crash", command="grep -q Traceback /workspace/logs/app.log", expect_exit=1),
+        ShellCheck(id="c6", description="two lines", command="wc -l < /workspace/schema.sql", expect_stdout="1"),
     )
     problems = problems_of(plan, sandboxes)
     assert [kind for kind, _ in problems] == ["check_passes"] * 3
@@ -66,7 +67,7 @@ def test_a_check_that_already_passes_is_rejected(plan: Plan, sandboxes: SandboxF
 
 
 def test_a_check_that_cannot_run_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
-    plan = with_checks(plan, Check(id="c4", description="lint", command="shellcheck /workspace/run.sh"))
+    plan = with_checks(plan, ShellCheck(id="c4", description="lint", command="shellcheck /workspace/run.sh"))
     [(kind, message), (then, after_solution)] = problems_of(plan, sandboxes)
     assert kind == "check_broken"
     assert "check c4 ('shellcheck /workspace/run.sh') cannot run (exit 127)" in message
@@ -77,7 +78,7 @@ def test_a_check_that_cannot_run_is_rejected(plan: Plan, sandboxes: SandboxFacto
 
 def test_a_check_that_writes_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
     """It would also disturb the checks after it: checks only look."""
-    writer = Check(
+    writer = ShellCheck(
         id="c4", description="d", command="echo x >> /workspace/report.txt; grep -q done /workspace/report.txt"
     )
     [(kind, message), _] = problems_of(with_checks(plan, writer), sandboxes)
@@ -88,14 +89,14 @@ def test_a_check_that_writes_is_rejected(plan: Plan, sandboxes: SandboxFactory) 
 
 
 def test_git_housekeeping_by_a_reading_check_is_not_a_write(plan: Plan, sandboxes: SandboxFactory) -> None:
-    reader = Check(id="c4", description="d", command="cd /home/agent/shop && git status --short && test -f NEWS")
+    reader = ShellCheck(id="c4", description="d", command="cd /home/agent/shop && git status --short && test -f NEWS")
     solution = [*plan.solution[:-1], plan.solution[-1] + "touch /home/agent/shop/NEWS\n"]
     assert problems_of(with_checks(plan, reader).model_copy(update={"solution": solution}), sandboxes) == []
 
 
 def test_a_check_the_solution_cannot_satisfy_is_rejected(plan: Plan, sandboxes: SandboxFactory) -> None:
     """It fails at first, as it should, but it would fail forever: it proves nothing either."""
-    wrong = Check(id="c4", description="d", command="grep -qx '/api/cart,1' /workspace/report/errors.csv")
+    wrong = ShellCheck(id="c4", description="d", command="grep -qx '/api/cart,1' /workspace/report/errors.csv")
     [(kind, message)] = problems_of(with_checks(plan, wrong), sandboxes)
     assert kind == "solution"
     assert message == (
@@ -113,7 +114,7 @@ def test_a_solution_that_fails_is_rejected_with_its_error(plan: Plan, sandboxes:
 
 def test_checks_see_the_initial_state_before_any_perturbation(plan: Plan, sandboxes: SandboxFactory) -> None:
     """p1 renames app.log to app.log.1: a check for app.log.1 would pass if perturbations ran first."""
-    plan = with_checks(plan, Check(id="c4", description="rotated", command="test -f /workspace/logs/app.log.1"))
+    plan = with_checks(plan, ShellCheck(id="c4", description="rotated", command="test -f /workspace/logs/app.log.1"))
     solution = [*plan.solution[:-1], plan.solution[-1] + "cp logs/app.log logs/app.log.1\n"]
     assert problems_of(plan.model_copy(update={"solution": solution}), sandboxes) == []
 

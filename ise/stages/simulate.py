@@ -11,14 +11,13 @@ back to the model with the exact problems, up to `max_attempts` times; then the 
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,12 @@ from ise.errors import IseError
 from ise.jsonl import read_dicts, read_records
 from ise.llm.base import LLM, LLMError
 from ise.llm.structured import StructuredOutputError, chat_json
-from ise.plan_validation import Problem, SandboxFactory, calibrated, calibration, disproved, validate, without
+from ise.outputs import write_text_atomic
+from ise.plan_validation import Problem, calibrated, calibration, disproved, validate, without
 from ise.prompts import render
 from ise.records import Intent, Message, Plan
-from ise.outputs import write_text_atomic
 from ise.runner import RunStats, errors_path, preflight, run_stage, stop_requested
-from ise.sandbox.base import Sandbox
+from ise.sandbox.provider import SandboxFactory, open_provider
 from ise.stages.plan_drafts import (
     CardDraft,
     PlanDraft,
@@ -210,37 +209,6 @@ def read_intents(path: Path) -> list[Intent]:
     return intents
 
 
-def default_sandbox_factory(config: Config) -> SandboxFactory:
-    from ise.sandbox.docker import open_sandbox
-
-    run_id = f"simulate-{uuid.uuid4().hex[:8]}"
-
-    def factory() -> AbstractContextManager[Sandbox]:
-        return open_sandbox(config.sandbox, run_id=run_id)
-
-    return factory
-
-
-def require_image(config: Config) -> None:
-    """Fail before any work when the sandbox image is missing: building it is a separate, explicit step."""
-    import docker.errors
-
-    from ise.sandbox.engine import docker_client
-
-    client = docker_client()
-    try:
-        client.images.get(config.sandbox.image)
-    except docker.errors.ImageNotFound:
-        image = config.sandbox.image
-        ours = re.fullmatch(r"ise-([\w.-]+):latest", image)
-        if ours is None:
-            raise IseError(f"sandbox image {image} not found: build or load it first") from None
-        name = "" if ours.group(1) == "workspace" else f" {ours.group(1)}"
-        raise IseError(f"sandbox image {image} not found: build it with `ise sandbox build{name}`") from None
-    finally:
-        client.close()
-
-
 def run_simulate(
     input_path: Path,
     output: Path,
@@ -255,9 +223,22 @@ def run_simulate(
     console = console or Console(stderr=True)
     preflight(output, inputs=[input_path], sidecars=[stats_path(output)])
     intents = read_intents(input_path)
-    if sandbox_factory is None:
-        require_image(config)
-        sandbox_factory = default_sandbox_factory(config)
+    with ExitStack() as cleanup:
+        if sandbox_factory is None:
+            run_id = f"simulate-{uuid.uuid4().hex[:8]}"
+            sandbox_factory = cleanup.enter_context(open_provider(config.sandbox, run_id=run_id))
+        return _simulate(intents, output, config, workers, llm, sandbox_factory, console)
+
+
+def _simulate(
+    intents: list[Intent],
+    output: Path,
+    config: Config,
+    workers: int | None,
+    llm: LLM | None,
+    sandbox_factory: SandboxFactory,
+    console: Console,
+) -> dict[str, Any]:
     own_llm = llm is None
     llm = llm or config.llm_for("simulate").build()
     simulator = Simulator(llm, config.simulate, sandbox_factory, seed=config.seed)
