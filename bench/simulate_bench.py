@@ -24,7 +24,8 @@ from rich.table import Table
 from ise.config import Config, load_config
 from ise.jsonl import read_records
 from ise.llm.base import LLM
-from ise.plan_validation import static_problems, validate
+from ise.plan_static import static_problems
+from ise.plan_validation import validate
 from ise.records import Intent, Plan
 from ise.sandbox.provider import SandboxFactory, open_provider
 from ise.stages.simulate import PlanRejected, Simulator

@@ -13,9 +13,10 @@ import yaml
 from pydantic import ValidationError
 
 from ise.config import SimulateConfig
-from ise.plan_validation import Problem, mentioned_paths, resolve_path, static_problems
+from ise.plan_static import Problem, mentioned_paths, static_problems
 from ise.prompts import PROMPTS_DIR
 from ise.records import AnswerCheck, Complexity, DirFixture, FileFixture, Milestone, Perturbation, Plan, ShellCheck
+from ise.scope import resolve_path
 from ise.stages.plan_drafts import plan_profile
 from ise.stages.simulate import (
     CardDraft,

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, create_model, model_validator
 
 from ise.checks import last_number
 from ise.config import SimulateConfig
-from ise.plan_validation import Problem, root_home
+from ise.plan_static import Problem, root_home
 from ise.prompts import render
 from ise.records import (
     AnswerCheck,

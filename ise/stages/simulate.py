@@ -31,7 +31,8 @@ from ise.jsonl import read_dicts, read_records
 from ise.llm.base import LLM, LLMError
 from ise.llm.structured import StructuredOutputError, chat_json
 from ise.outputs import write_text_atomic
-from ise.plan_validation import Problem, calibrated, calibration, disproved, validate, without
+from ise.plan_static import Problem
+from ise.plan_validation import calibrated, calibration, disproved, validate, without
 from ise.prompts import render
 from ise.records import Intent, Message, Plan
 from ise.runner import RunStats, errors_path, preflight, run_stage, stop_requested
