@@ -1,7 +1,8 @@
 """Isolated OS workspaces for trajectories.
 
 - base.py: the Sandbox protocol and its records (the seam the stages code against; read its docstring).
-- config.py: SandboxConfig, every hardening option and limit.
+- config.py: SandboxConfig, every hardening option and limit, and the `user` and `admin` profiles.
+- provider.py: `open_provider` and `SandboxFactory`, what stages open sandboxes with (imports no backend).
 - docker.py: the Docker backend, `open_sandbox`, `require_image`, `SandboxPool`.
 - channel.py: the driver shells that carry commands over one `docker exec` socket each.
 - lifecycle.py: labels, clean-up on exit and signals, the orphan reaper.

@@ -14,12 +14,14 @@ Contract every backend keeps (ise/sandbox/conformance.py checks it; tests/sandbo
   to the configured limit (head and tail kept); `output_bytes` counts everything the command wrote.
 - `exit_code` is the command's: 124 (or 137 when it had to be killed) with `timed_out` set on a timeout,
   128+N for a command killed by signal N.
-- File tools and `run`/`exec` with the default user act as the unprivileged agent user; `user="root"` is for
-  fixtures, perturbations and checks only.
+- File tools and `run`/`exec` with the default user act as the agent user: unprivileged in the `user` profile,
+  root in the `admin` one (ise/sandbox/config.py). `user="root"` is for fixtures, perturbations and checks only.
+- A failing fixture or setup script raises SetupScriptFailed (a SandboxError the plan caused, not the sandbox).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from ise.errors import IseError
@@ -36,6 +38,7 @@ __all__ = [
     "Sandbox",
     "SandboxError",
     "SandboxInfo",
+    "SetupScriptFailed",
     "diff_snapshots",
 ]
 
@@ -45,6 +48,10 @@ EntryKind = Literal["file", "dir", "symlink", "other"]
 
 class SandboxError(IseError):
     """The sandbox itself failed (container died, engine unreachable, API error)."""
+
+
+class SetupScriptFailed(SandboxError):
+    """The plan's fixtures or setup script failed while the sandbox itself is fine: the plan's fault."""
 
 
 class FileToolError(Exception):
@@ -138,12 +145,14 @@ class Sandbox(Protocol):
         """The entries of one directory (not recursive), sorted by name; paths are absolute."""
         ...
 
-    def snapshot(self) -> dict[str, FileEntry]:
-        """State of the watched roots (workspace, agent home), cheap enough to take after every step."""
+    def snapshot(self, roots: Sequence[str] | None = None) -> dict[str, FileEntry]:
+        """Every entry under `roots` (None: the configured watch roots), cheap enough to take after every step.
+        A root that does not exist is simply empty; one that is not a directory is reported as itself."""
         ...
 
     def seed(self, fixtures: Fixtures) -> None:
-        """Apply fixtures; raises SandboxError naming the fixture that failed."""
+        """Apply fixtures, then run their setup script as root; SetupScriptFailed names the fixture that failed,
+        or gives the script's exit and the first and last lines of its output."""
         ...
 
     def close(self) -> None: ...

@@ -1,4 +1,8 @@
-"""Sandbox configuration: hardening and limits, each recorded in traces (SandboxInfo.settings)."""
+"""Sandbox configuration: hardening and limits, each recorded in traces (SandboxInfo.settings).
+
+The top-level fields are the `user` profile's (the agent an unprivileged user, the root filesystem read-only);
+`admin` holds what the `admin` profile changes. `for_profile` gives the effective settings of one profile.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from ise.records import Record
+from ise.records import Profile, Record
+
+__all__ = ["ADMIN_CAPABILITIES", "AGENT_UID", "AdminProfile", "Profile", "ProfileChoice", "SandboxConfig"]
 
 AGENT_UID = 1000
 """The agent user's uid/gid in sandbox_images/workspace (tmpfs mounts are given to it)."""
@@ -23,7 +29,39 @@ def _default_tmpfs() -> dict[str, str]:
     }
 
 
+ProfileChoice = Literal["plan", "user", "admin"]
+
+ADMIN_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID")
+"""Docker's default set minus what system work was shown not to need (tests/sandbox/test_sandbox_admin.py runs
+that work): NET_RAW (raw sockets), MKNOD (device nodes; mkfifo needs nothing), SYS_CHROOT, SETFCAP, SETPCAP,
+AUDIT_WRITE, NET_BIND_SERVICE (the container's own network namespace lets anyone bind ports below 1024)."""
+
+
+class AdminProfile(Record):
+    """What the `admin` profile changes. Besides these, the agent works as root and the root filesystem is writable
+    (the container's own layer, discarded with it). Network, limits, no-new-privileges, seccomp, TTL and labels are
+    the same as in the user profile."""
+
+    cap_add: list[str] = Field(default_factory=lambda: list(ADMIN_CAPABILITIES))
+    """Capabilities of root, which is the agent here."""
+    file_roots: list[str] = Field(default_factory=lambda: ["/workspace", "/"])
+    """The agent is root: the file tools may go anywhere (relative paths are still taken from /workspace)."""
+    watch_roots: list[str] = Field(
+        default_factory=lambda: ["/workspace", "/home/agent", "/root", "/etc", "/usr/local", "/srv", "/opt"]
+    )
+    """What snapshot() reports by default: the workspace, both homes, and where system work leaves its traces."""
+    file_size_limit_mb: int | None = Field(default=1024, gt=0)
+    """Largest file any process may write (RLIMIT_FSIZE, which root cannot raise without CAP_SYS_RESOURCE): the
+    writable root is not a size-capped tmpfs, so this keeps one runaway write from filling the host's disk."""
+
+
 class SandboxConfig(Record):
+    profile: ProfileChoice = "plan"
+    """plan: each plan's own profile (Plan.profile); user/admin: force one for every plan."""
+    active_profile: Profile | None = None
+    """The profile these settings are the effective ones of (set by for_profile; None: not resolved yet, the
+    top-level fields are the user profile's)."""
+    admin: AdminProfile = Field(default_factory=AdminProfile)
     image: str = "ise-workspace:latest"
     """Image the workspaces run; `ise-<name>:latest` is built from sandbox_images/<name> when missing or stale."""
     network: Literal["none", "bridge"] = "none"
@@ -72,4 +110,37 @@ class SandboxConfig(Record):
     ttl_s: int = Field(default=3600, gt=0)
     """Dead-man switch: the container's main process exits after this long, whatever happens to ise."""
     pool_size: int = Field(default=0, ge=0)
-    """Started containers kept warm for the next trajectory (0: start each one on demand)."""
+    """Started containers kept warm for the next trajectory, per profile (0: start each one on demand)."""
+    immune_pid1: bool = False
+    """The container's main process is a bash loop as PID 1 that ignores every signal (the kernel then drops
+    all signals sent to it from inside, SIGKILL included), reaps orphans and exits at the TTL, instead of a tiny
+    init and `sleep`: set by the admin profile, where the agent is root and `pkill sleep` or `kill -9 -1` would
+    otherwise stop the container. `init` is ignored then."""
+    file_size_limit_mb: int | None = Field(default=None, gt=0)
+    """RLIMIT_FSIZE of every process in the container (None: unlimited; tmpfs sizes cap the user profile)."""
+
+    def resolve(self, wanted: Profile) -> Profile:
+        """The profile a plan that wants `wanted` runs under: the forced one, if any."""
+        return wanted if self.profile == "plan" else self.profile
+
+    def for_profile(self, profile: Profile) -> SandboxConfig:
+        """The effective settings of `profile` (what a sandbox of it runs with, recorded in its traces)."""
+        if self.active_profile is not None:
+            if self.active_profile != profile:
+                raise ValueError(f"these are already the {self.active_profile} profile's settings, not {profile}'s")
+            return self
+        if profile == "user":
+            return self.model_copy(update={"active_profile": "user"})
+        admin = self.admin
+        return self.model_copy(
+            update={
+                "active_profile": "admin",
+                "agent_user": "root",
+                "read_only_root": False,
+                "cap_add": list(admin.cap_add),
+                "file_roots": list(admin.file_roots),
+                "watch_roots": list(admin.watch_roots),
+                "file_size_limit_mb": admin.file_size_limit_mb,
+                "immune_pid1": True,
+            }
+        )

@@ -1,8 +1,9 @@
 """The conformance suite of the Sandbox protocol: what any backend must do, checked on a live sandbox.
 
-tests/sandbox/test_conformance.py runs every check on the Docker backend; `ise sandbox check` runs the quick ones on
-this machine. A check takes an open sandbox (it may leave things behind in /workspace and /tmp, never elsewhere)
-and raises AssertionError saying what is wrong.
+tests/sandbox/test_sandbox_conformance.py runs every check on the Docker backend, under each profile it applies
+to; `ise sandbox check` runs the quick ones on this machine. A check takes an open sandbox (it may leave things
+behind in /workspace and /tmp, never elsewhere; under `admin` also in /etc and /srv) and raises AssertionError
+saying what is wrong.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ise.records import DirFixture, FileFixture, Fixtures
-from ise.sandbox.base import ExecResult, FileToolError, Sandbox, SandboxError, diff_snapshots
+from ise.records import DirFixture, FileFixture, Fixtures, Profile
+from ise.sandbox.base import ExecResult, FileToolError, Sandbox, SandboxError, SetupScriptFailed, diff_snapshots
+
+BOTH: tuple[Profile, ...] = ("user", "admin")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,13 @@ class Check:
     run: Callable[[Sandbox], None]
     quick: bool = True
     """Part of `ise sandbox check` (a few seconds in all)."""
+    profiles: tuple[Profile, ...] = BOTH
+    """The profiles whose promise this checks."""
+
+
+def profile_of(box: Sandbox) -> Profile:
+    """The profile a sandbox runs (its settings say; ones that predate profiles are `user`)."""
+    return "admin" if box.info.settings.get("active_profile") == "admin" else "user"
 
 
 def _expect(condition: bool, message: str, result: ExecResult | None = None) -> None:
@@ -59,6 +69,17 @@ def agent_is_unprivileged(box: Sandbox) -> None:
     _expect(r.stdout.split() == ["agent", "1000"], "commands run as the agent user", r)
     r = box.exec("id -u", user="root")
     _expect(r.stdout.strip() == "0", "user='root' runs as root", r)
+
+
+def agent_is_root(box: Sandbox) -> None:
+    r = box.exec("id -un; id -u")
+    _expect(r.stdout.split() == ["root", "0"], "commands run as root in the admin profile", r)
+    r = box.run("echo admin > /etc/ise-conformance && cat /etc/ise-conformance && rm /etc/ise-conformance")
+    _expect(r.stdout == "admin\n", "the root filesystem is writable", r)
+    box.write_file("/srv/ise-conformance/note.txt", "root's")
+    _expect(box.exec("stat -c %U /srv/ise-conformance/note.txt").stdout == "root\n", "file tools act as root")
+    _expect("/srv/ise-conformance" in box.snapshot(["/srv"]), "snapshots cover the roots asked for")
+    box.exec("rm -r /srv/ise-conformance")
 
 
 def exact_exit_codes(box: Sandbox) -> None:
@@ -113,12 +134,14 @@ def file_tools_round_trip(box: Sandbox) -> None:
     _expect(box.read_file("/workspace/notes/today.txt") == "alpha\nbeta\n", "write then read")
     box.edit_file("notes/today.txt", "beta", "gamma")
     _expect(box.read_file("notes/today.txt") == "alpha\ngamma\n", "edit replaces exactly once")
+    home, agent = box.exec('printf %s "$HOME"; echo; id -un').stdout.split()
     box.write_file("~/home-note.txt", "in the home")
-    _expect(box.exec("cat /home/agent/home-note.txt").stdout == "in the home", "~ is the agent's home")
+    _expect(box.exec(f"cat {home}/home-note.txt").stdout == "in the home", "~ is the agent's home")
+    box.exec(f"rm {home}/home-note.txt")
     entries = box.list_dir("notes")
     _expect([(e.path, e.kind, e.size) for e in entries] == [("/workspace/notes/today.txt", "file", 12)], "list")
     owner = box.exec("stat -c %U notes/today.txt").stdout.strip()
-    _expect(owner == "agent", f"files are written as the agent user, not {owner}")
+    _expect(owner == agent, f"files are written as the agent user ({agent}), not {owner}")
     box.write_file("notes/twice.txt", "x x")
     for call, why in (
         (lambda: box.read_file("notes/missing.txt"), "missing file"),
@@ -163,6 +186,9 @@ def snapshot_diff(box: Sandbox) -> None:
     made = after["/workspace/snap/made"]
     _expect(made.mode == "0600" and made.size == 4 and made.sha256 is not None, f"entry details: {made}")
     _expect(diff_snapshots(after, box.snapshot()) == [], "no change, no diff")
+    only = box.snapshot(["/workspace/snap", "/no/such/root", "/workspace/snap/made"])
+    _expect(sorted(only) == ["/workspace/snap/keep", "/workspace/snap/made"], f"exactly the roots asked: {only}")
+    _expect(box.snapshot(["/no/such/root"]) == {}, "a missing root is empty")
 
 
 def seeding(box: Sandbox) -> None:
@@ -184,13 +210,21 @@ def seeding(box: Sandbox) -> None:
     expected = "app.conf 640 agent\nlogs 700 agent\nroot-only.txt 600 root\n"
     _expect(r.stdout.startswith(expected), "modes and owners", r)
     _expect(hashlib.sha256(blob).hexdigest() in r.stdout and r.stdout.endswith("0\n"), "binary and setup", r)
-    _expect(box.exec("cat seed/root-only.txt").exit_code != 0, "the agent cannot read a root-only fixture")
-    try:
-        box.seed(Fixtures(setup_script="echo broken >&2; exit 7"))
-    except SandboxError as exc:
-        _expect("broken" in str(exc) and "exit 7" in str(exc), f"setup failure names its cause: {exc}")
-    else:
-        raise AssertionError("a failing setup script must raise SandboxError")
+    if profile_of(box) == "user":
+        _expect(box.exec("cat seed/root-only.txt").exit_code != 0, "the agent cannot read a root-only fixture")
+    noisy = "echo 'cause: no such thing' >&2; for i in $(seq 2 40); do echo line $i >&2; done; exit 7"
+    failing: list[tuple[Fixtures, tuple[str, ...]]] = [
+        (Fixtures(setup_script=noisy), ("cause: no such thing", "line 40", "exit 7")),
+        (Fixtures(files=[FileFixture(path="seed/app.conf/under-a-file", content="x")]), ("seed/app.conf/under",)),
+    ]
+    for fixtures, shown in failing:
+        try:
+            box.seed(fixtures)
+        except SetupScriptFailed as exc:
+            _expect(all(text in str(exc) for text in shown), f"setup failure names its cause: {exc}")
+            _expect("line 20" not in str(exc), f"only the first and last lines: {exc}")
+        else:
+            raise AssertionError("failing fixtures or setup must raise SetupScriptFailed")
 
 
 def no_network(box: Sandbox) -> None:
@@ -210,7 +244,8 @@ CHECKS: tuple[Check, ...] = (
     Check("exec output and exit code", exec_output_and_exit),
     Check("exec is stateless", exec_is_stateless),
     Check("session keeps cwd, env and functions", session_keeps_state),
-    Check("agent is unprivileged", agent_is_unprivileged),
+    Check("agent is unprivileged", agent_is_unprivileged, profiles=("user",)),
+    Check("agent is root, the root filesystem writable", agent_is_root, profiles=("admin",)),
     Check("exact exit codes and timeouts", exact_exit_codes),
     Check("stdin is closed", stdin_is_closed),
     Check("background jobs do not block", background_jobs_do_not_block),
@@ -218,7 +253,7 @@ CHECKS: tuple[Check, ...] = (
     Check("binary output is valid text", binary_output_is_valid_text),
     Check("imitated end marker is plain output", imitated_marker_is_output),
     Check("file tools round trip", file_tools_round_trip),
-    Check("file tools are confined", file_tools_are_confined),
+    Check("file tools are confined", file_tools_are_confined, profiles=("user",)),
     Check("snapshot and diff", snapshot_diff),
     Check("fixture seeding", seeding),
     Check("no network", no_network),
@@ -227,10 +262,11 @@ CHECKS: tuple[Check, ...] = (
 
 
 def run_checks(box: Sandbox, *, quick_only: bool = True) -> list[tuple[str, str | None, float]]:
-    """Run the checks on one sandbox; (name, failure or None, seconds) each."""
+    """Run the checks of the sandbox's profile on it; (name, failure or None, seconds) each."""
     outcomes = []
+    profile = profile_of(box)
     for check in CHECKS:
-        if quick_only and not check.quick:
+        if (quick_only and not check.quick) or profile not in check.profiles:
             continue
         started = time.monotonic()
         try:

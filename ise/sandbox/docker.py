@@ -23,12 +23,20 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from ise.records import Fixtures
 from ise.sandbox import lifecycle
-from ise.sandbox.base import ExecResult, FileEntry, FileToolError, SandboxError, SandboxInfo, User
+from ise.sandbox.base import (
+    ExecResult,
+    FileEntry,
+    FileToolError,
+    SandboxError,
+    SandboxInfo,
+    SetupScriptFailed,
+    User,
+)
 from ise.sandbox.channel import Channel, ChannelClosed, Mode, Reply
 from ise.sandbox.config import SandboxConfig
 from ise.sandbox.engine import docker_client
@@ -68,6 +76,20 @@ for ((pass = 0; pass < 200; pass++)); do
 done
 echo $total
 """
+
+# The main process of a container with `immune_pid1`: PID 1 itself, a bash loop that ignores every signal. The kernel
+# drops any signal sent to a PID 1 from inside its namespace unless it has a handler, so even root there cannot
+# stop it; bash's wait reaps every child, the orphans PID 1 adopts included. It is started by setpriv with only its
+# real ids set to nobody: bash then drops the effective ones as well, and a process whose ids changed is not
+# dumpable, so root in the sandbox cannot ptrace it either (it would need CAP_SYS_PTRACE). $1 is the TTL in
+# seconds; its sleep shows as `ise-keeper N` (and may be killed: the loop starts another) and holds no stream of the
+# container's log (PID 1 alone does, and /proc/1/fd is as closed as ptrace).
+KEEPER = (
+    "trap '' TERM INT HUP QUIT USR1 USR2 PIPE ALRM; end=$((SECONDS + $1)); while ((SECONDS < end)); do "
+    "left=$((end - SECONDS)); (exec -a ise-keeper sleep $((left < 30 ? left : 30))) </dev/null &>/dev/null & "
+    "wait $!; done"
+)
+KEEPER_COMMAND = ["setpriv", "--ruid=65534", "--rgid=65534", "--clear-groups", "bash", "-c", KEEPER, "ise-keeper"]
 
 Link = TypeVar("Link", Channel, Helper)
 """A process ise keeps running in the container and talks to over one exec socket."""
@@ -153,18 +175,22 @@ class DockerSandbox:
             "mem_limit": f"{cfg.memory_mb}m",
             "memswap_limit": f"{cfg.memory_mb}m",
             "nano_cpus": int(cfg.cpus * 1e9),
-            "init": cfg.init,
+            "init": cfg.init and not cfg.immune_pid1,
             "auto_remove": True,
             "log_config": {"type": "json-file", "config": {"max-size": cfg.log_max_size, "max-file": "1"}},
         }
+        if cfg.file_size_limit_mb is not None:
+            size = cfg.file_size_limit_mb * 2**20
+            options["ulimits"] = [{"Name": "fsize", "Soft": size, "Hard": size}]
         return self._api.create_host_config(**options)
 
     def _start_container(self) -> str:
+        ttl = str(self.config.ttl_s)
         created = _call(
             "cannot create the sandbox container",
             self._api.create_container,
             self.image_id,
-            command=["sleep", str(self.config.ttl_s)],
+            command=[*KEEPER_COMMAND, ttl] if self.config.immune_pid1 else ["sleep", ttl],
             user="root",  # PID 1's child: the agent user cannot kill the container's main process
             working_dir=self.config.workdir,
             hostname="workspace",
@@ -571,10 +597,10 @@ class DockerSandbox:
     def list_dir(self, path: str) -> list[FileEntry]:
         return [FileEntry.model_validate(item) for item in self._file_tool("list", path, reply_limit=8_000_000)]
 
-    def snapshot(self) -> dict[str, FileEntry]:
+    def snapshot(self, roots: Sequence[str] | None = None) -> dict[str, FileEntry]:
         cfg = self.config
         request = {
-            "roots": cfg.watch_roots,
+            "roots": list(cfg.watch_roots if roots is None else roots),
             "hash_limit": cfg.snapshot_hash_limit_bytes,
             "max_entries": cfg.snapshot_max_entries,
         }
@@ -592,13 +618,22 @@ class DockerSandbox:
         size = sum(len(f.content) for f in fixtures.files)
         answer = self._helper("seed", request, user="root", reply_limit=64_000 + size // 1000)
         if "failed" in answer:
-            raise SandboxError(str(answer["failed"]))
+            raise SetupScriptFailed(str(answer["failed"]))
         if fixtures.setup_script:
             result = self.exec(fixtures.setup_script, timeout_s=self.config.setup_timeout_s, user="root")
             if result.exit_code != 0 or result.timed_out:
                 why = "timed out" if result.timed_out else f"exit {result.exit_code}"
-                tail = (result.stderr.strip() or result.stdout.strip())[-400:]
-                raise SandboxError(f"fixture setup script failed ({why}): {tail}")
+                output = excerpt(result.stderr.strip() or result.stdout.strip())
+                raise SetupScriptFailed(f"fixture setup script failed ({why}): {output}")
+
+
+def excerpt(text: str, *, head: int = 3, tail: int = 5, width: int = 200) -> str:
+    """The first `head` and last `tail` lines of `text`, each cut to `width` characters: a failure's cause is
+    usually at the start, its last words at the end."""
+    lines = [line if len(line) <= width else line[: width - 3] + "..." for line in text.splitlines()]
+    if len(lines) > head + tail:
+        lines = [*lines[:head], f"[... {len(lines) - head - tail} lines ...]", *lines[-tail:]]
+    return "\n".join(lines)
 
 
 # --- opening sandboxes ------------------------------------------------------------------------------------------

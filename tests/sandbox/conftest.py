@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 import pytest
 from sandbox_support import RUN_ID, OpenSandbox
 
+from ise.records import Profile
 from ise.sandbox import lifecycle
 from ise.sandbox.config import SandboxConfig
 from ise.sandbox.docker import DockerSandbox, open_sandbox, shared_api
@@ -31,17 +32,25 @@ def docker_ready() -> Iterator[None]:
     assert leftovers == [], f"sandbox containers left after the suite: {leftovers}"
 
 
-@pytest.fixture(scope="session")
-def config(docker_ready: None) -> SandboxConfig:
-    return SandboxConfig()
+@pytest.fixture(scope="module")
+def profile() -> Profile:
+    """The profile of `config`, `open_box` and `shared_box`; a module runs under both by overriding it with
+    `@pytest.fixture(scope="module", params=PROFILES)`."""
+    return "user"
+
+
+@pytest.fixture(scope="module")
+def config(docker_ready: None, profile: Profile) -> SandboxConfig:
+    """The effective settings of `profile`."""
+    return SandboxConfig().for_profile(profile)
 
 
 @pytest.fixture
-def open_box(docker_ready: None) -> OpenSandbox:
-    """Open a fresh sandbox with config overrides: `with open_box(memory_mb=256) as box: ...`."""
+def open_box(config: SandboxConfig) -> OpenSandbox:
+    """Open a fresh sandbox of `profile` with config overrides: `with open_box(memory_mb=256) as box: ...`."""
 
     def opener(**overrides: object) -> AbstractContextManager[DockerSandbox]:
-        return open_sandbox(SandboxConfig().model_copy(update=overrides), run_id=RUN_ID)
+        return open_sandbox(config.model_copy(update=overrides), run_id=RUN_ID)
 
     return opener
 

@@ -13,18 +13,23 @@ from ise.sandbox.incontainer import MARK
 RUN_ID = f"pytest-sandbox-{uuid.uuid4().hex[:8]}"
 """Every container these tests make carries this run id (subprocesses included)."""
 
+PROFILES = ("user", "admin")
+"""What a module runs under when it overrides the `profile` fixture with these params."""
+
 OpenSandbox = Callable[..., AbstractContextManager[DockerSandbox]]
 
 
 def agent_processes(box: DockerSandbox, *, strict: bool = True) -> list[str]:
-    """Command lines of the agent user's processes, minus ise's own driver shells and helper and the listing.
-    A listing that cannot fork (the pids limit is still exhausted) fails, or with strict=False counts as busy."""
-    listing = box.exec("ps -u agent -o pid=,args=; echo listed", user="root")
+    """Command lines of the agent user's processes (root's in the admin profile), minus ise's own driver shells,
+    helpers, PID 1 keeper and the listing. A listing that cannot fork (the pids limit is still exhausted) fails, or
+    with strict=False counts as busy."""
+    user = box.config.agent_user
+    listing = box.exec(f"ps -u {user} -o pid=,args=; echo listed", user="root")
     if not strict and not listing.stdout.endswith("listed\n"):
         return [f"(no free pid to list processes: {listing.stderr.strip()[-200:]})"]
     assert listing.stdout.endswith("listed\n"), f"could not list processes: {listing}"
     lines = listing.stdout.splitlines()[:-1]
-    ours = ("__ise_mode", MARK, "ps -u agent")
+    ours = ("__ise_mode", MARK, f"ps -u {user}", "ise-keeper")
     return [line.strip() for line in lines if not any(mark in line for mark in ours)]
 
 

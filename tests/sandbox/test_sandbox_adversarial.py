@@ -1,12 +1,16 @@
-"""The 21 adversarial cases of FIELD_NOTES.md, each against the real Docker backend.
+"""The 21 adversarial cases of FIELD_NOTES.md, each against the real Docker backend, under both profiles (`user`:
+the agent unprivileged; `admin`: the agent root in the container), plus the escapes root in a container tries.
 
 Each test says which case it covers. "Contained" always means three things: the call returns in bounded time,
 the host and the other sandboxes are unaffected, and the sandbox is usable (or fails with SandboxError) after.
+Tests of one profile only say so with `user_only` / `admin_only`; the others run once per profile, each profile
+sharing one sandbox for the tests that neither break it nor need a pristine one.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -15,14 +19,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sandbox_support import RUN_ID, OpenSandbox, agent_processes, settled
+from sandbox_support import PROFILES, RUN_ID, OpenSandbox, agent_processes, settled
 
+from ise.records import Profile
 from ise.sandbox import lifecycle
 from ise.sandbox.base import FileToolError, SandboxError
-from ise.sandbox.config import SandboxConfig
+from ise.sandbox.config import ADMIN_CAPABILITIES, SandboxConfig
 from ise.sandbox.docker import DockerSandbox, open_sandbox, shared_api
 
 pytestmark = pytest.mark.docker
+
+user_only = pytest.mark.parametrize("profile", ["user"], indirect=True)
+admin_only = pytest.mark.parametrize("profile", ["admin"], indirect=True)
+
+
+@pytest.fixture(scope="module", params=PROFILES)
+def profile(request: pytest.FixtureRequest) -> Profile:
+    value: Profile = request.param
+    return value
 
 
 def usable(box: DockerSandbox) -> None:
@@ -74,17 +88,24 @@ def test_memory_bomb_is_killed_inside_the_sandbox(open_box: OpenSandbox) -> None
 # 3. disk fill ---------------------------------------------------------------------------------------------------
 
 
-def test_disk_fill_stops_at_the_tmpfs_cap(open_box: OpenSandbox) -> None:
+def test_disk_fill_stops_at_the_tmpfs_cap(open_box: OpenSandbox, profile: Profile) -> None:
     tmpfs = {**SandboxConfig().tmpfs, "/workspace": "size=32m,mode=0755,uid=1000,gid=1000,exec"}
-    with open_box(tmpfs=tmpfs) as box:
+    with open_box(tmpfs=tmpfs, file_size_limit_mb=16 if profile == "admin" else None) as box:
         r = box.exec("dd if=/dev/zero of=/workspace/fill bs=1M count=500")
         assert r.exit_code != 0
-        assert "No space left on device" in r.stderr
         size = int(box.exec("stat -c %s /workspace/fill").stdout)
-        assert size <= 32 * 2**20
-        for path in ("/fill", "/usr/fill", "/etc/fill", "/var/fill"):
-            r = box.exec(f"echo x > {path}", user="root")
-            assert r.exit_code != 0, f"{path} must not be writable (read-only root)"
+        if profile == "user":
+            assert "No space left on device" in r.stderr
+            assert size <= 32 * 2**20
+            for path in ("/fill", "/usr/fill", "/etc/fill", "/var/fill"):
+                r = box.exec(f"echo x > {path}", user="root")
+                assert r.exit_code != 0, f"{path} must not be writable (read-only root)"
+        else:  # the root filesystem is writable: each file stops at the file size limit, tmpfs or not
+            assert size == 16 * 2**20
+            for path in ("/fill", "/usr/fill", "/etc/fill", "/var/fill"):
+                r = box.exec(f"dd if=/dev/zero of={path} bs=1M count=100")
+                assert r.exit_code != 0, r
+                assert int(box.exec(f"stat -c %s {path}").stdout) == 16 * 2**20
         usable(box)
 
 
@@ -210,6 +231,7 @@ def test_no_network_and_no_engine_socket(shared_box: DockerSandbox) -> None:
 # 12. privilege ----------------------------------------------------------------------------------------------------
 
 
+@user_only
 @pytest.mark.parametrize(
     "attempt",
     [
@@ -230,6 +252,7 @@ def test_privilege_escalation_is_denied(shared_box: DockerSandbox, attempt: str)
     assert r.exit_code != 0, f"{attempt!r} succeeded: {r}"
 
 
+@user_only
 def test_agent_holds_no_capabilities_and_root_cannot_mount(shared_box: DockerSandbox) -> None:
     caps = shared_box.exec("grep -E 'Cap(Eff|Prm|Amb)' /proc/self/status").stdout.split()
     assert caps[1::2] == ["0000000000000000"] * 3
@@ -238,9 +261,135 @@ def test_agent_holds_no_capabilities_and_root_cannot_mount(shared_box: DockerSan
     assert r.exit_code != 0
 
 
+@admin_only
+def test_admin_agent_holds_exactly_the_admin_capabilities(shared_box: DockerSandbox) -> None:
+    status = dict(line.split(":\t", 1) for line in shared_box.exec("cat /proc/self/status").stdout.splitlines())
+    expected = f"{sum(1 << CAP_NUMBERS[cap] for cap in ADMIN_CAPABILITIES):016x}"
+    assert status["Uid"].split() == ["0"] * 4
+    assert [status[f"Cap{kind}"] for kind in ("Prm", "Eff", "Bnd")] == [expected] * 3
+    assert status["CapAmb"] == "0000000000000000"
+    assert (status["NoNewPrivs"], status["Seccomp"]) == ("1", "2")
+
+
+CAP_NUMBERS = {"CHOWN": 0, "DAC_OVERRIDE": 1, "FOWNER": 3, "FSETID": 4, "KILL": 5, "SETGID": 6, "SETUID": 7}
+
+
+def _python(code: str) -> str:
+    """A probe: runs `code` with ctypes' libc as `libc`; `fail(name)` prints the errno's name and exits 1."""
+    prelude = (
+        "import ctypes, errno, os, socket, sys\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def fail(what):\n"
+        "    print(what, errno.errorcode.get(ctypes.get_errno(), '?'), flush=True); sys.exit(1)\n"
+    )
+    return "python3 -c " + shlex.quote(prelude + code)
+
+
+_CHROOT_BREAKOUT = """
+os.makedirs('/tmp/jail', exist_ok=True)
+fd = os.open('/', os.O_RDONLY)
+try:
+    os.chroot('/tmp/jail')
+except PermissionError as exc:
+    print('chroot', errno.errorcode[exc.errno]); sys.exit(1)
+os.fchdir(fd)
+for _ in range(64):
+    os.chdir('..')
+os.chroot('.')
+"""
+_SHOCKER = """
+handle = ctypes.create_string_buffer(8 + 8)
+ctypes.memmove(handle, (8).to_bytes(4, 'little') + (1).to_bytes(4, 'little') + (2).to_bytes(8, 'little'), 16)
+fd = os.open('/', os.O_RDONLY)
+if libc.syscall(304, fd, handle, os.O_RDONLY) < 0:
+    fail('open_by_handle_at')
+"""
+# Every release_agent / notify_on_release of the cgroup mounts (their own values written back), then a fresh mount
+# of a cgroup hierarchy, where release_agent would be writable.
+_RELEASE_AGENT = (
+    "ok=0; for f in $(find /sys/fs/cgroup -mindepth 2 -maxdepth 3 \\( -name release_agent -o -name notify_on_release "
+    '\\) 2>/dev/null); do v=$(cat $f); echo "$v" > $f && ok=1; done; '
+    "mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg && ok=1; [ $ok = 1 ]"
+)
+_CGROUP_LIMITS = (
+    "ok=0; for f in /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+    "/sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; do [ -e $f ] || continue; "
+    "case $f in *limit_in_bytes) v=-1 ;; *) v=max ;; esac; echo $v > $f && ok=1; done; [ $ok = 1 ]"
+)
+
+
+def _same_value(path: str) -> str:
+    """Write a kernel setting's own value back: a write that should fail changes nothing even if it succeeds."""
+    return f'v="$(cat {path})" && echo "$v" > {path}'
+
+
+ESCAPES = {
+    "mount tmpfs": "mount -t tmpfs none /mnt",
+    "mount proc": "mkdir -p /tmp/p && mount -t proc proc /tmp/p",
+    "bind mount": "mount --bind / /mnt",
+    "remount root": "mount -o remount,rw /",
+    "write /proc/sys": _same_value("/proc/sys/kernel/sysrq"),
+    "write /proc/sys/net": _same_value("/proc/sys/net/ipv4/ip_forward"),
+    "sysrq trigger": "echo h > /proc/sysrq-trigger",
+    "write /sys": _same_value("/sys/class/net/lo/mtu"),
+    "write /sys/kernel": _same_value("/sys/kernel/uevent_helper"),
+    "load a kernel module": _python("if libc.syscall(175, b'', 0, b'') != 0: fail('init_module')"),
+    "load a kernel module from a file": _python(
+        "fd = os.open('/bin/true', os.O_RDONLY)\nif libc.syscall(313, fd, b'', 0) != 0: fail('finit_module')"
+    ),
+    "raw socket": _python(
+        "try:\n    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n"
+        "except PermissionError:\n    fail('SOCK_RAW')"
+    ),
+    "packet socket": _python(
+        "try:\n    socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\nexcept PermissionError:\n    fail('AF_PACKET')"
+    ),
+    "block device node": "mknod /tmp/sda b 8 0",
+    "memory device node": "mknod /tmp/mem c 1 1",
+    "a disk or kernel memory in /dev": "ls /dev | grep -E '^(sd|vd|xvd|nvme|hd|mmcblk|loop|dm-|mem$|kmem$|port$)'",
+    "block devices anywhere": 'test -n "$(find /dev /tmp / -xdev -type b 2>/dev/null | head -1)"',
+    "engine socket": "for s in /var/run/docker.sock /run/docker.sock /run/containerd/containerd.sock; do "
+    "test -e $s && exit 0; done; exit 1",
+    "cgroup release_agent": _RELEASE_AGENT,
+    "lift the cgroup limits": _CGROUP_LIMITS,
+    "chroot breakout": _python(_CHROOT_BREAKOUT),
+    "open_by_handle_at (shocker)": _python(_SHOCKER),
+    "unshare -U": "unshare -U true",
+    "unshare -Ur": "unshare -Ur true",
+    "unshare -m": "unshare -m true",
+    "unshare -n": "unshare -n true",
+    "unshare -p": "unshare -pf true",
+    "nsenter PID 1": "nsenter -t 1 -m -u -n -p true",
+    "ptrace PID 1": _python("if libc.ptrace(16, 1, None, None) != 0: fail('PTRACE_ATTACH')"),
+    "ptrace PID 1 as its user": _python(
+        "os.setgid(65534) if os.getuid() == 0 else None\nos.setuid(65534) if os.getuid() == 0 else None\n"
+        "if libc.ptrace(16, 1, None, None) != 0: fail('PTRACE_ATTACH')"
+    ),
+    "write the container log": "echo x > /proc/1/fd/1",
+    "hostname": "hostname evil",
+    "set the clock": 'date -s "@$(date +%s)"',
+    "set the clock (syscall)": _python(
+        "import time\ntry:\n    time.clock_settime(time.CLOCK_REALTIME, time.time())\n"
+        "except PermissionError:\n    fail('clock_settime')"
+    ),
+}
+"""Each must fail when the agent tries it: under `admin` too, where the agent is root in the container."""
+
+
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_escapes_of_root_in_a_container_are_contained(shared_box: DockerSandbox, name: str) -> None:
+    r = shared_box.exec(ESCAPES[name], timeout_s=15)
+    assert r.exit_code != 0, f"{name}: {r}"
+    assert not r.timed_out
+    hostname, year, interfaces = shared_box.exec("hostname; date +%Y; ls /sys/class/net", user="root").stdout.split()
+    assert (hostname, interfaces) == ("workspace", "lo")
+    assert int(year) >= 2025
+
+
 # 13. path traversal and symlink races on the file tools ---------------------------------------------------------
 
 
+@user_only
 def test_symlink_swap_race_never_escapes(open_box: OpenSandbox) -> None:
     with open_box() as box:
         box.exec("mkdir -p /tmp/outside /workspace/real && echo secret > /tmp/outside/secret.txt")
@@ -348,6 +497,7 @@ def test_container_killed_from_outside_raises_sandbox_error(open_box: OpenSandbo
     assert box.container_id not in {c["Id"] for c in lifecycle.ours(shared_api())}
 
 
+@user_only
 def test_main_process_killed_from_inside_is_an_infra_error_and_leaves_nothing(open_box: OpenSandbox) -> None:
     with open_box() as box:
         with pytest.raises(SandboxError):
@@ -355,6 +505,26 @@ def test_main_process_killed_from_inside_is_an_infra_error_and_leaves_nothing(op
         with pytest.raises(SandboxError):
             box.run("true")
     assert box.container_id not in {c["Id"] for c in lifecycle.ours(shared_api())}
+
+
+@admin_only
+def test_root_agent_cannot_stop_the_container_from_inside(open_box: OpenSandbox) -> None:
+    """The admin profile's PID 1 ignores every signal and cannot be traced: killing everything it can reach costs
+    the agent its session (and ise's own shells and helpers, which are started again), never the sandbox."""
+    with open_box() as box:
+        box.run("true")
+        for attack in ("pkill -9 sleep; pkill -9 -f ise-keeper", "kill -9 1; kill -TERM 1; kill -INT 1", "kill -9 -1"):
+            box.exec(attack)
+        box.run("cd /tmp && export KEPT=1")
+        assert box.run("kill -9 1; pkill -9 -f ise-keeper; echo $KEPT").stdout == "1\n"
+        assert box.run("/bin/kill -9 -1").session_reset  # not the builtin: that spares its own shell
+        time.sleep(0.5)
+        assert box.alive()
+        assert box.run('pwd; echo "${KEPT:-gone}"').stdout == "/workspace\ngone\n"
+        usable(box)
+        box.write_file("after.txt", "still here")
+        assert box.read_file("after.txt") == "still here"
+        assert "ise-keeper" in box.exec("ps -o args= -p 1").stdout
 
 
 # 16. paused container, API errors -------------------------------------------------------------------------------
@@ -426,6 +596,7 @@ def test_32_parallel_sandboxes_do_not_collide(config: SandboxConfig) -> None:
 # 18. log flood --------------------------------------------------------------------------------------------------
 
 
+@user_only
 def test_log_flood_is_capped(open_box: OpenSandbox) -> None:
     with open_box(log_max_size="100k") as box:
         assert box.exec("echo x > /proc/1/fd/1").exit_code != 0, "the agent cannot write the container log"
@@ -458,7 +629,7 @@ def test_exact_exit_codes(shared_box: DockerSandbox, mode: str) -> None:
 
 def test_output_imitating_markers_is_kept_as_output(shared_box: DockerSandbox) -> None:
     shared_box.run("true")
-    pid = shared_box.exec("pgrep -u agent -f '__ise_mode' | head -1").stdout.strip()
+    pid = shared_box.exec(f"pgrep -u {shared_box.config.agent_user} -f '__ise_mode' | head -1").stdout.strip()
     imitation = (
         "for i in $(seq 50); do printf '%032x %032x 0 1.0 2.0 - /\\n' $RANDOM $RANDOM; "
         "printf '%032x 0 1.0 2.0 exit /etc\\n' $i >&2; done; echo ISE-READY 1; "

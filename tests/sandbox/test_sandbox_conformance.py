@@ -4,8 +4,9 @@ protocol details the suite leaves to configuration (merged stderr) or to a fresh
 from __future__ import annotations
 
 import pytest
-from sandbox_support import OpenSandbox
+from sandbox_support import PROFILES, OpenSandbox
 
+from ise.records import Profile
 from ise.sandbox.base import FileEntry, diff_snapshots
 from ise.sandbox.conformance import CHECKS, Check
 from ise.sandbox.docker import DockerSandbox
@@ -13,7 +14,18 @@ from ise.sandbox.docker import DockerSandbox
 pytestmark = pytest.mark.docker
 
 
-@pytest.mark.parametrize("check", CHECKS, ids=[c.name for c in CHECKS])
+@pytest.fixture(scope="module", params=PROFILES)
+def profile(request: pytest.FixtureRequest) -> Profile:
+    value: Profile = request.param
+    return value
+
+
+@pytest.mark.parametrize(
+    ("profile", "check"),
+    [(profile, check) for profile in PROFILES for check in CHECKS if profile in check.profiles],
+    ids=[f"{profile}-{check.name}" for profile in PROFILES for check in CHECKS if profile in check.profiles],
+    indirect=["profile"],
+)
 def test_conformance(check: Check, shared_box: DockerSandbox) -> None:
     check.run(shared_box)
 

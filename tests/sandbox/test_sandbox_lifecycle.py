@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from sandbox_support import RUN_ID
 
+from ise.records import Profile
 from ise.sandbox import lifecycle
-from ise.sandbox.config import SandboxConfig
+from ise.sandbox.config import ADMIN_CAPABILITIES, SandboxConfig
 from ise.sandbox.docker import DockerSandbox, SandboxPool, open_sandbox, shared_api
 from ise.sandbox.engine import ensure_engine
 from ise.sandbox.image import apt_mirror, build_image, context_sha256, images_root
@@ -71,9 +72,34 @@ def test_hardening_is_applied_and_recorded(config: SandboxConfig) -> None:
         assert box.info.settings == config.model_dump(mode="json")
 
 
-def test_ttl_is_a_dead_man_switch(docker_ready: None) -> None:
-    run_id = f"{RUN_ID}-ttl"
-    box = DockerSandbox(SandboxConfig(ttl_s=2), run_id=run_id)
+def test_admin_profile_keeps_the_hardening_that_is_not_its_own(docker_ready: None) -> None:
+    config = SandboxConfig().for_profile("admin")
+    with open_sandbox(config, run_id=RUN_ID) as box:
+        host = shared_api().inspect_container(box.container_id)["HostConfig"]
+        assert host["NetworkMode"] == "none"
+        assert host["ReadonlyRootfs"] is False
+        assert host["CapDrop"] == ["ALL"]
+        assert sorted(host["CapAdd"]) == sorted(ADMIN_CAPABILITIES)
+        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["PidsLimit"] == config.pids_limit
+        assert host["Memory"] == host["MemorySwap"] == config.memory_mb * 2**20
+        assert host["Ulimits"] == [{"Name": "fsize", "Soft": 2**30, "Hard": 2**30}]
+        assert host["Init"] is False  # PID 1 is the keeper itself
+        assert host["Tmpfs"] == config.tmpfs
+        settings = box.info.settings
+        assert settings == config.model_dump(mode="json")
+        assert (settings["active_profile"], settings["agent_user"], settings["read_only_root"]) == (
+            "admin",
+            "root",
+            False,
+        )
+        assert box.exec("ps -o user=,args= -p 1").stdout.startswith("nobody   bash -c trap ''")
+
+
+@pytest.mark.parametrize("profile", ["user", "admin"])
+def test_ttl_is_a_dead_man_switch(docker_ready: None, profile: Profile) -> None:
+    run_id = f"{RUN_ID}-ttl-{profile}"
+    box = DockerSandbox(SandboxConfig(ttl_s=2).for_profile(profile), run_id=run_id)
     try:
         assert containers_of(run_id) == [box.container_id]
         deadline = time.monotonic() + 20

@@ -3,6 +3,10 @@
 Request: {"op": "snapshot", "roots", "hash_limit", "max_entries"}. Reply: {"entries": [[path, kind, size, mode,
 sha256|null, mtime_ns, target|null], ...], "truncated": bool}. Symlinks are recorded, never followed; special files
 are never opened (a FIFO would block), so a snapshot is one directory walk.
+
+A root reports what is under it; a root that does not exist reports nothing, one that is not a directory (a file,
+a symlink, even one to a directory) reports itself. Roots inside other roots are walked once. /proc, /sys and /dev
+are never walked into (kernel views, not files: reading some of them blocks or costs seconds).
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from pathlib import Path
 from typing import Any
 
 KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink"}
@@ -34,9 +37,33 @@ def describe(path: str, info: os.stat_result, hash_limit: int) -> list[Any]:
     return [path, kind, info.st_size, f"{stat.S_IMODE(info.st_mode):04o}", digest, info.st_mtime_ns, target]
 
 
+SKIPPED = ("/proc", "/sys", "/dev")
+
+
+def distinct(roots: list[str]) -> list[str]:
+    """Normalised roots, minus those inside another one."""
+    normal = sorted({"/" + os.path.normpath(root).lstrip("/") for root in roots})
+    return [root for root in normal if not any(inside(root, other) for other in normal if other != root)]
+
+
+def inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def walk(roots: list[str], hash_limit: int, max_entries: int) -> tuple[list[list[Any]], bool]:
     entries: list[list[Any]] = []
-    pending = [r for r in roots if Path(r).is_dir()]
+    pending = []
+    for root in distinct(roots):
+        if any(inside(root, skipped) for skipped in SKIPPED):
+            continue
+        try:
+            info = os.lstat(root)
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            pending.append(root)
+        elif len(entries) < max_entries:
+            entries.append(describe(root, info, hash_limit))
     while pending:
         directory = pending.pop()
         try:
@@ -51,7 +78,7 @@ def walk(roots: list[str], hash_limit: int, max_entries: int) -> tuple[list[list
             except OSError:
                 continue
             entries.append(describe(child.path, info, hash_limit))
-            if stat.S_ISDIR(info.st_mode):
+            if stat.S_ISDIR(info.st_mode) and child.path not in SKIPPED:
                 pending.append(child.path)
     return entries, False
 

@@ -1,0 +1,75 @@
+"""The provider seam stages open sandboxes through: profiles resolved (a forced one wins), one warm pool per
+profile, everything removed when the provider closes, and no backend loaded by importing it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from sandbox_support import RUN_ID
+
+from ise.sandbox import lifecycle
+from ise.sandbox.config import SandboxConfig
+from ise.sandbox.docker import DockerSandbox, shared_api
+from ise.sandbox.incontainer import MARK
+from ise.sandbox.provider import open_provider
+
+pytestmark = pytest.mark.docker
+
+
+def containers_of(run_id: str) -> list[str]:
+    return [c["Id"] for c in lifecycle.ours(shared_api(), run_id=run_id)]
+
+
+def warm(container_id: str) -> bool:
+    """Both helpers started: the pool has warmed the sandbox and queued it."""
+    processes = shared_api().top(container_id, ps_args="-eo pid,args")["Processes"]
+    return sum(MARK in " ".join(row) for row in processes) == 2
+
+
+def test_importing_the_provider_loads_no_backend() -> None:
+    probe = (
+        "import sys, ise.sandbox.provider\n"
+        "loaded = sorted(m for m in sys.modules if m == 'docker' or m.startswith(('docker.', 'ise.sandbox.docker')))\n"
+        "assert loaded == [], loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_each_plan_gets_its_profile_unless_one_is_forced(docker_ready: None) -> None:
+    run_id = f"{RUN_ID}-provider"
+    with open_provider(SandboxConfig(), run_id=run_id) as sandboxes:
+        for profile, uid in (("user", "1000"), ("admin", "0")):
+            with sandboxes(profile) as box:
+                assert box.exec("id -u").stdout == f"{uid}\n"
+                assert box.info.settings["active_profile"] == profile
+                assert box.info.settings["profile"] == "plan"
+    with open_provider(SandboxConfig(profile="user"), run_id=run_id) as sandboxes, sandboxes("admin") as box:
+        assert box.exec("id -u").stdout == "1000\n"
+        assert box.info.settings["active_profile"] == "user"
+    assert containers_of(run_id) == []
+
+
+def test_one_warm_pool_per_profile_closed_with_the_provider(docker_ready: None) -> None:
+    run_id = f"{RUN_ID}-provider-pool"
+    with open_provider(SandboxConfig(pool_size=1), run_id=run_id) as sandboxes:
+        for profile in ("user", "admin"):
+            with sandboxes(profile):
+                pass
+        deadline = time.monotonic() + 60
+        while True:  # a pool's sandbox is queued a moment after its helpers start: a miss is a fresh one, try again
+            while not (len(pooled := containers_of(run_id)) == 2 and all(map(warm, pooled))):
+                assert time.monotonic() < deadline, "the pools did not fill"
+                time.sleep(0.1)
+            with sandboxes("admin") as admin, sandboxes("user") as user:
+                assert isinstance(admin, DockerSandbox)
+                assert isinstance(user, DockerSandbox)
+                assert admin.exec("id -un").stdout == "root\n"
+                assert user.exec("id -un").stdout == "agent\n"
+                if {admin.container_id, user.container_id} == set(pooled):  # one ready sandbox per profile
+                    break
+            assert time.monotonic() < deadline, "no sandbox came from the pools"
+    assert containers_of(run_id) == []
