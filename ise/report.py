@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
@@ -23,7 +23,7 @@ from ise.charts import bar_chart, heatmap, histogram
 from ise.errors import InputError
 from ise.jsonl import read_records
 from ise.outputs import check_page_output, write_text_atomic
-from ise.records import Intent, Plan, Trace
+from ise.records import Intent, Plan, Trace, Verdict
 from ise.trace_file import load_traces
 
 LEVELS = ("simple", "medium", "complex")
@@ -163,7 +163,13 @@ def key_numbers(data: RunData) -> list[tuple[str, str]]:
         numbers += [
             ("trajectories", f"{len(traces)} (errors: {data.errors.get('traces', 0)})"),
             ("verified success (checks passed)", _share(passed, len(traces))),
-            ("infra errors", _share(sum(t.infra_error is not None for t in traces), len(traces))),
+            ("infra errors", _share(sum(t.verdict == "infra_error" for t in traces), len(traces))),
+            (
+                "setup errors (the plan's own setup failed)",
+                _share(sum(t.verdict == "setup_error" for t in traces), len(traces)),
+            ),
+            ("answer checks passed", _share(*_checks_passed(traces, "answer"))),
+            ("shell checks passed", _share(*_checks_passed(traces, "shell"))),
             ("unverified success claims", _share(sum(t.outcome.unverified_claim for t in traces), len(traces))),
             ("user turns per trajectory", _mean([t.turns for t in traces])),
             ("tool calls per trajectory", _mean([len(t.steps) for t in traces])),
@@ -224,10 +230,9 @@ def pass_rate_chart(traces: Sequence[Trace]) -> str:
     return heatmap("verified success per cell: passed / run", domains, levels, values, labels)
 
 
-def verdict(trace: Trace) -> str:
-    if trace.infra_error is not None:
-        return "infra_error"
-    return "passed" if trace.outcome.passed else "failed"
+def _checks_passed(traces: list[Trace], kind: str) -> tuple[int, int]:
+    results = [c for t in traces for c in t.outcome.checks if c.kind == kind]
+    return sum(c.passed for c in results), len(results)
 
 
 def charts(data: RunData) -> list[tuple[str, str]]:
@@ -249,7 +254,7 @@ def charts(data: RunData) -> list[tuple[str, str]]:
         out.append(("Coverage", bar_chart("domain mix", _counted([t.intent.domain for t in traces]))))
     out += [
         ("Outcomes", pass_rate_chart(traces)),
-        ("Outcomes", bar_chart("verdict", _counted([verdict(t) for t in traces], ["passed", "failed", "infra_error"]))),
+        ("Outcomes", bar_chart("verdict", _counted([t.verdict for t in traces], list(get_args(Verdict))))),
         ("Outcomes", bar_chart("termination reason", _counted([str(t.termination) for t in traces]))),
         ("Behaviour", histogram("user turns", [t.turns for t in traces])),
         ("Behaviour", histogram("tool calls", [len(t.steps) for t in traces])),

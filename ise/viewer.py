@@ -23,16 +23,10 @@ CLIP_CHARS = 20_000
 """Longest text shown per field (stdout, stderr, results, messages); the rest is noted, not embedded."""
 
 
-def verdict(trace: Trace) -> str:
-    if trace.infra_error is not None:
-        return "infra_error"
-    return "passed" if trace.outcome.passed else "failed"
-
-
 def trace_payload(trace: Trace) -> dict[str, Any]:
     """The trace as the page needs it: the record itself, long texts clipped, and a few derived fields."""
     data = _clipped(trace.model_dump(mode="json"))
-    data["verdict"] = verdict(trace)
+    data["verdict"] = trace.verdict
     data["tokens"] = sum(u.prompt_tokens + u.completion_tokens for u in trace.usage)
     return dict(data)
 
