@@ -164,10 +164,7 @@ def key_numbers(data: RunData) -> list[tuple[str, str]]:
             ("trajectories", f"{len(traces)} (errors: {data.errors.get('traces', 0)})"),
             ("verified success (checks passed)", _share(passed, len(traces))),
             ("infra errors", _share(sum(t.verdict == "infra_error" for t in traces), len(traces))),
-            (
-                "setup errors (the plan's own setup failed)",
-                _share(sum(t.verdict == "setup_error" for t in traces), len(traces)),
-            ),
+            ("setup errors (plan at fault)", _share(sum(t.verdict == "setup_error" for t in traces), len(traces))),
             ("answer checks passed", _share(*_checks_passed(traces, "answer"))),
             ("shell checks passed", _share(*_checks_passed(traces, "shell"))),
             ("unverified success claims", _share(sum(t.outcome.unverified_claim for t in traces), len(traces))),
