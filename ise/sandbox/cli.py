@@ -36,6 +36,7 @@ def build(
 @app.command()
 def check(
     image: Annotated[str, typer.Option(help="Image to check.")] = "ise-workspace:latest",
+    profile: Annotated[str, typer.Option(help="Sandbox profile: user or admin.")] = "user",
 ) -> None:
     """Run the sandbox conformance checks on this machine, in one fresh hardened container."""
     from ise.errors import IseError
@@ -43,7 +44,9 @@ def check(
     from ise.sandbox.conformance import run_checks
     from ise.sandbox.docker import open_sandbox
 
-    config = SandboxConfig(image=image)
+    if profile not in ("user", "admin"):
+        raise IseError(f"--profile must be user or admin, not {profile!r}")
+    config = SandboxConfig(image=image).for_profile("admin" if profile == "admin" else "user")
     started = time.monotonic()
     with open_sandbox(config, run_id=f"check-{uuid.uuid4().hex[:8]}") as box:
         ready = time.monotonic() - started
