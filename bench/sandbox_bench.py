@@ -1,9 +1,9 @@
 """Sandbox speed, side by side in one run: per-call time of ise's session and exec modes against mini-swe-agent's
-docker environment on the same commands and image, and how long a sandbox takes to be ready (cold and from the
-warm pool).
+docker environment on the same commands and image, how long a sandbox takes to be ready (cold and from the
+warm pool), and what a snapshot costs per step, by watched roots.
 
     .venv/bin/pip install --no-deps mini-swe-agent==2.4.6 python-dotenv platformdirs   # or: pip install '.[bench]'
-    .venv/bin/python bench/sandbox_bench.py [--rounds 200]
+    .venv/bin/python bench/sandbox_bench.py [--rounds 200] [--only snapshot]
 
 Calls are interleaved (one of each backend per round) so that load from elsewhere hits all of them alike.
 Overhead is the time of a call of `true`, whose own work is nil. Goals: session <= 1 ms, exec <= 30 ms,
@@ -123,17 +123,55 @@ def readiness(config: SandboxConfig, samples: int) -> None:
         print(f"{name:36} {median:9.2f} / {p90:9.2f}")
 
 
+SNAPSHOT_ROOTS: dict[str, list[str] | None] = {
+    "workspace": ["/workspace"],
+    "workspace + home + /etc": ["/workspace", "/home/agent", "/root", "/etc"],
+    "admin watch roots": None,
+}
+"""What is watched per step: the workspace alone (the user profile's watch roots but for an empty home), plus both
+homes and /etc, and everything the admin profile watches (/usr/local, /srv and /opt too)."""
+
+
+def snapshots(config: SandboxConfig, rounds: int) -> None:
+    """Median snapshot time per step in an admin sandbox whose workspace holds 1,000 files of 1 KiB (50 folders),
+    one file appended to between steps, as an agent's step would."""
+    with open_sandbox(config.for_profile("admin"), run_id=RUN_ID) as box:
+        made = box.exec(
+            "cd /workspace && for d in $(seq -w 0 49); do mkdir -p src/d$d && for f in $(seq -w 0 19); do "
+            "head -c 1024 /dev/urandom > src/d$d/f$f.txt; done; done; find /workspace -type f | wc -l",
+            timeout_s=120,
+        )
+        assert made.stdout.strip() == "1000", made
+        entries = {name: len(box.snapshot(roots)) for name, roots in SNAPSHOT_ROOTS.items()}
+        samples: dict[str, list[float]] = {name: [] for name in SNAPSHOT_ROOTS}
+        for step in range(rounds):
+            box.exec(f"echo step {step} >> /workspace/src/d00/f00.txt")
+            for name, roots in SNAPSHOT_ROOTS.items():
+                samples[name].append(timed(lambda r=roots: box.snapshot(r)))  # type: ignore[misc]
+    print(f"\nsnapshot per step, ms (median / p90 of {rounds}, interleaved; workspace of 1,000 files)")
+    print(" ".join(f"{name:>30}" for name in SNAPSHOT_ROOTS))
+    print(" ".join(f"{f'{entries[name]:,} entries':>30}" for name in SNAPSHOT_ROOTS))
+    cells = (median_p90(samples[name]) for name in SNAPSHOT_ROOTS)
+    print(" ".join(f"{f'{median:.2f} / {p90:.2f}':>30}" for median, p90 in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=100, help="calls per backend and command")
     parser.add_argument("--ready-samples", type=int, default=15)
+    parser.add_argument("--snapshot-rounds", type=int, default=100)
+    parser.add_argument("--only", choices=["calls", "ready", "snapshot"], help="run one part only")
     args = parser.parse_args()
     print(ensure_engine(say=lambda _: None))
     image = build_image("workspace", say=lambda _: None)
     config = SandboxConfig(image=image.tag)
     print(f"image {image.tag} {image.id[:19]}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
-    per_call(config, args.rounds)
-    readiness(config, args.ready_samples)
+    if args.only in (None, "calls"):
+        per_call(config, args.rounds)
+    if args.only in (None, "ready"):
+        readiness(config, args.ready_samples)
+    if args.only in (None, "snapshot"):
+        snapshots(config, args.snapshot_rounds)
 
 
 if __name__ == "__main__":

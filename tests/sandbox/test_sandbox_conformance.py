@@ -3,6 +3,8 @@ protocol details the suite leaves to configuration (merged stderr) or to a fresh
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sandbox_support import PROFILES, OpenSandbox
 
@@ -62,6 +64,21 @@ def test_session_restarts_when_its_shell_is_killed_between_calls(shared_box: Doc
     shared_box.exec("pkill -KILL -f '^bash --noprofile --norc -c __ise_mode=.* session'")
     r = shared_box.run("echo back")
     assert (r.stdout, r.session_reset) == ("back\n", True)
+
+
+def test_snapshot_sees_an_edit_that_keeps_size_and_mtime(shared_box: DockerSandbox) -> None:
+    """Snapshots remember the hashes of files that did not change (identity incl. ctime): an edit that restores
+    size and mtime still shows, once the file is old enough to be remembered and right after a write as well."""
+    shared_box.exec("mkdir -p /workspace/same && echo aaaa > /workspace/same/f && echo bbbb > /workspace/same/g")
+    time.sleep(1.2)
+    before = shared_box.snapshot(["/workspace/same"])
+    assert shared_box.snapshot(["/workspace/same"]) == before
+    shared_box.exec('cd /workspace/same && m=$(stat -c %y f) && echo cccc > f && touch -d "$m" f')
+    after = shared_box.snapshot(["/workspace/same"])
+    assert after["/workspace/same/f"].mtime_ns == before["/workspace/same/f"].mtime_ns
+    assert [(c.path, c.change) for c in diff_snapshots(before, after)] == [("/workspace/same/f", "modified")]
+    shared_box.exec("cd /workspace/same && echo dddd > f")
+    assert [c.path for c in diff_snapshots(after, shared_box.snapshot(["/workspace/same"]))] == ["/workspace/same/f"]
 
 
 def test_diff_compares_big_files_by_mtime() -> None:
