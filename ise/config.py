@@ -123,6 +123,20 @@ class ExecuteConfig(Record):
     max_consecutive_infra_errors: int = Field(default=5, ge=1)
     """Stop the stage after this many infra failures in a row: the endpoint or engine is down, not one episode."""
 
+    def capped(self, budgets: Budgets) -> Budgets:
+        """A plan's budgets lowered to these caps (never raised)."""
+
+        def cap(value: float, limit: float | None) -> float:
+            return value if limit is None else min(value, limit)
+
+        return Budgets(
+            max_user_turns=int(cap(budgets.max_user_turns, self.max_user_turns)),
+            max_agent_steps_per_turn=int(cap(budgets.max_agent_steps_per_turn, self.max_agent_steps_per_turn)),
+            command_timeout_s=cap(budgets.command_timeout_s, self.command_timeout_s),
+            wall_clock_s=cap(budgets.wall_clock_s, self.wall_clock_s),
+            max_tokens=int(cap(budgets.max_tokens, self.max_tokens)),
+        )
+
 
 ExportFormat = Literal["openai", "trl", "sharegpt", "parquet"]
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ise.agent import Meter
+from ise.checks import describe
 from ise.llm.base import LLM, LLMError
 from ise.prompts import render
-from ise.records import Message, Milestone, Plan
+from ise.records import Check, CheckProbe, Message, Milestone, Plan, Step
 
 Verdict = Literal["done", "give_up"]
 VERDICT_TOKENS: dict[str, Verdict] = {"[[DONE]]": "done", "[[GIVE_UP]]": "give_up"}
@@ -173,3 +174,50 @@ def transcript(dialogue: Sequence[Message], limit: int = 2000) -> str:
             text = text[:limit] + " [...]"
         lines.append(f"{'YOU' if message.role == 'user' else 'AGENT'}: {text.strip()}")
     return "\n\n".join(lines)
+
+
+# --- what the user simulator is shown of the agent's turn ----------------------------------------------------
+
+
+def execution_digest(steps: Sequence[Step], probes: Sequence[CheckProbe], checks: Sequence[Check], *, turn: int) -> str:
+    """What really ran in the agent's last turn (`steps`, sub-agents' included), for the user simulator: calls,
+    exit codes, files, and the checks probed after its answer."""
+    lines = []
+    if steps:
+        lines.append(f"Tool calls the agent made ({len(steps)}):")
+        lines += [f"- {_describe_step(s)}" for s in steps]
+    else:
+        lines.append("The agent ran no commands and changed no files.")
+    changed = [f"{c.change} {c.path}" for s in steps for c in s.changes]
+    if changed:
+        lines.append("Files changed: " + ", ".join(changed[:20]) + (" ..." if len(changed) > 20 else ""))
+    if probes and probes[-1].turn == turn - 1:
+        described = {c.id: describe(c) for c in checks}
+        lines.append("Checked on your machine afterwards:")
+        lines += [f"- {'ok' if r.passed else 'NOT OK'}: {described.get(r.id, r.id)}" for r in probes[-1].results]
+    return "\n".join(lines)
+
+
+def _describe_step(step: Step) -> str:
+    args = step.arguments
+    what = (
+        f"bash `{_short(str(args.get('command', '')), 160)}`"
+        if step.tool == "bash"
+        else f"{step.tool} {args.get('path') or _short(str(args.get('task', '')), 120)}"
+    )
+    if step.status == "error":
+        return f"{what} -> refused: {_short(step.error or '', 160)}"
+    if step.timed_out:
+        return f"{what} -> timed out"
+    if step.exit_code is not None:
+        tail = (
+            f" ({_short(step.stderr.strip().splitlines()[-1], 120)})" if step.exit_code and step.stderr.strip() else ""
+        )
+        return f"{what} -> exit {step.exit_code}{tail}"
+    if step.tool == "delegate":
+        return f"{what} -> {step.status} after {len(step.sub_steps)} sub-steps"
+    return f"{what} -> {step.status}"
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"

@@ -30,7 +30,8 @@ from ise.sandbox import lifecycle
 from ise.sandbox.docker import open_sandbox
 from ise.sandbox.engine import docker_client
 from ise.sandbox.provider import SandboxFactory
-from ise.stages.execute import ExecuteEnv, execute_plan, open_sandboxes
+from ise.stages.episode import ExecuteEnv, execute_plan
+from ise.stages.execute import open_sandboxes
 from ise.stages.sft_rows import openai_messages, openai_tools, validate_conversation
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]

@@ -10,9 +10,11 @@ from execute_support import make_plan
 
 from ise.agent import BASH, REPEAT_NOTE, WRITE_FILE, argument_problem, repeats_previous
 from ise.config import ExecuteConfig
+from ise.provenance import trajectory_seed
 from ise.records import Budgets, CheckProbe, CheckResult, Step, TerminationReason
 from ise.recovery import command_family, label_failures
-from ise.stages.execute import claims_success, drop_rerunnable, effective_budgets, trajectory_seed
+from ise.stages.episode import claims_success
+from ise.stages.execute import drop_rerunnable
 from ise.usersim import drift_reason, split_verdict
 
 
@@ -64,10 +66,10 @@ def test_budget_caps_lower_but_never_raise_the_plans_budgets() -> None:
         max_user_turns=5, max_agent_steps_per_turn=10, command_timeout_s=30, wall_clock_s=600, max_tokens=9000
     )
     caps = ExecuteConfig(max_user_turns=3, command_timeout_s=60, max_tokens=4000)
-    assert effective_budgets(plan, caps) == Budgets(
+    assert caps.capped(plan) == Budgets(
         max_user_turns=3, max_agent_steps_per_turn=10, command_timeout_s=30, wall_clock_s=600, max_tokens=4000
     )
-    assert effective_budgets(plan, ExecuteConfig()) == plan
+    assert ExecuteConfig().capped(plan) == plan
 
 
 def test_trajectory_seeds_are_stable_and_distinct() -> None:

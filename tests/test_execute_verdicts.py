@@ -33,7 +33,8 @@ from ise.records import (
     Trace,
 )
 from ise.sandbox.provider import SandboxFactory, open_provider
-from ise.stages.execute import ExecuteEnv, execute_plan, run_execute
+from ise.stages.episode import ExecuteEnv, execute_plan
+from ise.stages.execute import run_execute
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 

@@ -25,20 +25,32 @@ from ise.sandbox.config import SandboxConfig
 if TYPE_CHECKING:
     from ise.sandbox.docker import SandboxPool
 
-__all__ = ["Profile", "SandboxFactory", "open_provider"]
+__all__ = ["Profile", "SandboxFactory", "Sandboxes", "open_provider"]
 
 SandboxFactory = Callable[[Profile], AbstractContextManager[Sandbox]]
 """Opens a fresh sandbox of that profile; leaving the context removes it."""
 
 
+class Sandboxes:
+    """The factory `open_provider` yields: a SandboxFactory that also says which image its sandboxes run."""
+
+    def __init__(self, image_id: str, opener: SandboxFactory) -> None:
+        self.image_id = image_id
+        """Content-addressed id of the image every sandbox of this run starts from."""
+        self._opener = opener
+
+    def __call__(self, profile: Profile) -> AbstractContextManager[Sandbox]:
+        return self._opener(profile)
+
+
 @contextlib.contextmanager
-def open_provider(config: SandboxConfig, *, run_id: str) -> Iterator[SandboxFactory]:
+def open_provider(config: SandboxConfig, *, run_id: str) -> Iterator[Sandboxes]:
     """Sandboxes for one run, labelled with its run id. Call from the main thread (signal handlers can only be
     installed there); the factory it yields may be called from any thread. Pools are started on first use of a
     profile and closed, with every sandbox they still hold, when the block ends."""
     from ise.sandbox.docker import SandboxPool, open_sandbox, require_image
 
-    require_image(config)
+    image_id = require_image(config)
     lock = threading.Lock()
     pools: dict[Profile, SandboxPool] = {}
     closed = False
@@ -59,7 +71,7 @@ def open_provider(config: SandboxConfig, *, run_id: str) -> Iterator[SandboxFact
         return open_sandbox(settings, run_id=run_id, pool=pool_of(settings, profile))
 
     try:
-        yield factory
+        yield Sandboxes(image_id, factory)
     finally:
         with lock:
             closed = True
