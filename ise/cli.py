@@ -112,11 +112,17 @@ def execute(
     output: Annotated[Path, typer.Option("-o", "--output", help="traces.jsonl to write (resumed if it exists).")],
     config: ConfigOption = None,
     workers: Annotated[int | None, workers_option("Episodes run at once, each in its own sandbox")] = None,
+    retry_setup_errors: Annotated[
+        bool,
+        typer.Option("--retry-setup-errors", help="Also rerun plans whose setup failed last time, changed or not."),
+    ] = False,
 ) -> None:
     """Run each plan as a live episode (agent + user simulator + real sandbox) and record one trace per plan."""
     from ise.stages.execute import run_execute
 
     cfg = config_from(config)
+    if retry_setup_errors:
+        cfg = cfg.model_copy(update={"execute": cfg.execute.model_copy(update={"retry_setup_errors": True})})
     refuse_config_as_output(config, output)
     run_execute(input_path, output, cfg, workers=workers, console=console)
 
