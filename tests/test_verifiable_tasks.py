@@ -25,7 +25,7 @@ from ise.sandbox import lifecycle
 from ise.sandbox.base import ExecResult
 from ise.sandbox.docker import shared_api
 from ise.sandbox.provider import SandboxFactory, open_provider
-from ise.stages.execute import ExecuteEnv, execute_plan
+from ise.stages.episode import ExecuteEnv, execute_plan
 from ise.usersim import VERDICT_TOKENS, drift_reason
 
 DATA = Path(__file__).resolve().parent.parent / "bench" / "data"
