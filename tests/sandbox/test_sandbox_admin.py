@@ -4,13 +4,14 @@ README.md's "Sandbox profiles" says. Each profile shares one sandbox; every test
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sandbox_support import PROFILES
 
 from ise.records import Fixtures, Profile
 from ise.sandbox.base import diff_snapshots
 from ise.sandbox.docker import DockerSandbox
-from ise.sandbox.incontainer import MARK
 
 pytestmark = pytest.mark.docker
 
@@ -94,11 +95,12 @@ def test_service_started_by_the_setup_is_found_and_stopped(shared_box: DockerSan
     assert found.stdout.split() == ["daemon", "/bin/bash", f"/tmp/{name}"]
     # A timed-out command's sweep kills what the command started, never the older service nor ise's own helpers.
     shared_box.write_file("before-timeout.txt", "x")
-    helpers = shared_box.exec(f"pgrep -f '[{MARK[0]}]{MARK[1:]}' | sort", user="root").stdout
-    assert len(helpers.split()) == 2  # the agent's (file tools) and root's (snapshots, seeding)
+    helpers = sorted(helper.pid for helper in shared_box._helpers.values())
+    assert len(helpers) == 2  # the agent's (file tools) and root's (snapshots, seeding)
     timed_out = shared_box.run("sleep 100 & setsid sleep 101 & (sleep 102 &); sleep 103", timeout_s=1)
     assert timed_out.timed_out
-    assert shared_box.exec(f"pgrep -f '[{MARK[0]}]{MARK[1:]}' | sort", user="root").stdout == helpers
+    assert sorted(helper.pid for helper in shared_box._helpers.values()) == helpers
+    assert shared_box.exec(f"kill -0 {' '.join(map(str, helpers))}", user="root").exit_code == 0
     assert shared_box.read_file("before-timeout.txt") == "x"
     assert shared_box.exec("pgrep -f 'slee[p] 10[0-3]'", user="root").exit_code == 1
     assert shared_box.exec(f"pgrep -f '{pattern}'", user="root").exit_code == 0, "the service survived the sweep"
@@ -162,3 +164,21 @@ def test_system_changes_show_in_the_snapshot(shared_box: DockerSandbox, profile:
         }
         assert expected <= changes, sorted(changes)
     assert all(path.startswith("/etc/") for path in shared_box.snapshot(["/etc"]))
+
+
+def test_snapshots_of_system_roots_record_links_and_special_files(shared_box: DockerSandbox) -> None:
+    shared_box.exec("mkfifo /tmp/ise-fifo; ln -sfn /tmp/ise-fifo /tmp/ise-link; ln -sfn /etc /tmp/ise-etc", user="root")
+    started = time.monotonic()
+    entries = shared_box.snapshot(["/etc", "/etc/ssl", "/tmp/ise-fifo", "/tmp/ise-link", "/tmp/ise-etc", "/nowhere"])
+    assert time.monotonic() - started < 5  # the FIFO is never opened
+    assert entries["/etc/mtab"].kind == "symlink"
+    assert entries["/etc/mtab"].target is not None
+    assert entries["/etc/passwd"].sha256 is not None  # root-only files are read too (root's helper)
+    assert entries["/etc/shadow"].sha256 is not None
+    assert (entries["/tmp/ise-fifo"].kind, entries["/tmp/ise-fifo"].sha256) == ("other", None)
+    assert (entries["/tmp/ise-link"].kind, entries["/tmp/ise-etc"].kind) == ("symlink", "symlink")  # not followed
+    assert not [path for path in entries if path.startswith("/tmp/ise-etc/")]
+    assert len([path for path in entries if path.startswith("/etc/ssl/")]) == len(shared_box.snapshot(["/etc/ssl"]))
+    everything = shared_box.snapshot(["/"])
+    assert not [path for path in everything if path.startswith(("/proc/", "/sys/", "/dev/"))]
+    assert "/etc/passwd" in everything
