@@ -117,7 +117,8 @@ def allowed_roots(plan: Plan, cfg: SimulateConfig) -> list[str] | None:
 # --- static checks -----------------------------------------------------------------------------------------------
 
 _INSTALLERS = re.compile(r"\b(?:pip3?|npm|yarn|gem|cargo|apt|apt-get|apk|dnf|yum)\s+(?:install|add)\b")
-_NET_TOOLS = re.compile(r"\b(?:curl|wget|ssh|scp|ping|nc|git\s+(?:clone|fetch|pull|push))\b[^\n;|&]*")
+_NET_TOOLS = re.compile(r"(?<![\w./-])(?:curl|wget|ssh|scp|ping|nc|git\s+(?:clone|fetch|pull|push))(?=\s|$)[^\n;|&]*")
+"""Programs that reach out, named as commands (not as part of a path like ~/.ssh or a file like ping.log)."""
 _LOCAL = re.compile(r"\b(?:localhost|127\.0\.0\.1|0\.0\.0\.0)\b|\s/|file://")
 _MODE = re.compile(r"0?[0-7]{3}")
 

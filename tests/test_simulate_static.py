@@ -478,3 +478,20 @@ def test_prompts_render_the_intent_and_the_problems(plan: Plan) -> None:
 def test_prompts_fail_loudly_on_a_missing_value() -> None:
     with pytest.raises(jinja2.UndefinedError):
         render("plan_repair.jinja", problems=[])
+
+
+@pytest.mark.parametrize(
+    ("script", "needs"),
+    [
+        ("mkdir -p /home/deploy/.ssh && chmod 700 /home/deploy/.ssh", False),
+        ("cat /var/log/ping.log | wc -l", False),
+        ("cd /srv/nc-data && ls", False),
+        ("ssh backup@host ls", True),
+        ("x=1; curl -s http://example.com", True),
+        ("git clone https://example.com/repo.git", True),
+    ],
+)
+def test_only_network_programs_run_as_commands_count_as_network_use(plan: Plan, script: str, needs: bool) -> None:
+    plan.fixtures.setup_script = script
+    found = [p.message for p in static_problems(plan, SimulateConfig()) if p.kind == "network"]
+    assert bool(found) is needs, found
