@@ -111,7 +111,8 @@ def resolve(request: dict[str, Any], opener: Any, *, create: bool = False) -> An
             try:
                 return opener(fd, name, parent)
             except OSError as exc:
-                if name is not None and exc.errno == errno.ELOOP and symlink_at(name, fd):
+                # A symlink opened with O_NOFOLLOW: ELOOP, or ENOTDIR when a directory was asked for (list_dir).
+                if name is not None and exc.errno in (errno.ELOOP, errno.ENOTDIR) and symlink_at(name, fd):
                     raise redirect(name, fd, parent, []) from None
                 raise
             finally:
