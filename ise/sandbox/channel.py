@@ -1,68 +1,34 @@
-"""A long-lived bash inside the container, driven over one `docker exec` socket.
+"""The host's end of one of ise's shells in the sandbox: a driver process (ise/sandbox/incontainer/shell.py has its
+side and the wire format) over one `docker exec` socket.
 
-Starting a process with `docker exec` costs ~35 ms here; writing a line to a shell that is already running costs
-well under a millisecond. So every command goes through a driver shell (DRIVER below) started once per sandbox:
-- session mode: the driver `eval`s each command itself, so cwd, variables and functions persist;
-- fresh mode: the driver runs each command as `timeout -k K T bash -c CMD`, a new shell each time (stateless
-  exec), with GNU timeout stopping the command's whole process group inside the container.
+Starting a process with `docker exec` costs ~35 ms here; handing a command to a process already running costs well
+under a millisecond. So every command goes through a driver started once per sandbox (per user and mode):
+- session: the driver's child is the agent's persistent bash, so cwd, variables and functions persist;
+- fresh: the driver runs each command as a new `bash -c` in a process group of its own (stateless exec), and stops
+  that group at the command's timeout.
 
-Protocol, per command: the host writes `START MARKER T K\\n`, the command and a NUL byte. The driver echoes
-START on stdout and stderr, runs the command with stdin from /dev/null, then prints `MARKER RC T0 T1 FLAG CWD` on
-stdout and `MARKER` on stderr.
-Whatever arrives before START is dropped (a background job of an earlier command still printing), and an EOF
-before START means the command never ran. START and MARKER are 128 random bits each, fresh for every command
-and never written where the command can read them, so output that imitates a marker is just output.
-
-Output is counted and cut on the host (head and tail kept per stream), so nothing in the container forks per
-command. The channel never blocks past the deadline it is given; what to do then (kill processes, restart the
-shell) is the sandbox's decision.
+The driver frames everything it sends, the command's output included: nothing a command prints is read as protocol,
+so no output can end a command, fake its exit code or reach another command's result, and no marker or token exists
+that could leak into one. Output is counted and cut on the host (head and tail kept per stream). The channel never
+blocks past the deadline it is given; what to do then (kill processes, restart the shell) is the sandbox's decision.
 """
 
 from __future__ import annotations
 
 import contextlib
-import secrets
+import json
 import select
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ise.sandbox.base import SandboxError
+from ise.sandbox.incontainer import COMMAND, SHELL_MODULES, bundle
 
 Mode = Literal["session", "fresh"]
-
-_DRIVER_LINES = (
-    "__ise_mode=$1 __ise_merge=$2 __ise_m= __ise_t= ;",
-    "[[ $__ise_merge == 1 ]] && exec 2>&1 ;",
-    "__ise_done() {",
-    '  builtin printf \'%s %s %s %s %s %s\\n\' "$__ise_m" "$1" "$__ise_t" "$EPOCHREALTIME" "$2" "$PWD" ;',
-    "  [[ $__ise_merge == 1 ]] || builtin printf '%s\\n' \"$__ise_m\" >&2 ;",
-    "  __ise_m= ;",
-    "} ;",
-    "trap '__ise_rc=$?; [[ -n $__ise_m ]] && __ise_done \"$__ise_rc\" exit' EXIT ;",
-    "builtin printf 'ISE-READY %s\\n' \"$$\" ;",
-    "[[ $__ise_merge == 1 ]] || builtin printf 'ISE-READY %s\\n' \"$$\" >&2 ;",
-    "while : ; do",
-    "  while IFS=' ' builtin read -r __ise_a __ise_m __ise_to __ise_k",
-    "    && IFS= builtin read -r -d '' __ise_c ; do",
-    "    builtin printf '%s\\n' \"$__ise_a\" ;",
-    "    [[ $__ise_merge == 1 ]] || builtin printf '%s\\n' \"$__ise_a\" >&2 ;",
-    "    __ise_t=$EPOCHREALTIME ;",
-    '    if [[ $__ise_mode == session ]] ; then builtin eval "$__ise_c" </dev/null ;',
-    '    else timeout -k "$__ise_k" "$__ise_to" bash -c "$__ise_c" </dev/null ;',
-    "    fi ;",
-    "    __ise_done $? - ;",
-    "  done ;",
-    "  [[ -n $__ise_m ]] || exit 0 ;",
-    "  __ise_done $? - ;",
-    "done",
-)
-DRIVER = " ".join(line.strip() for line in _DRIVER_LINES)
-"""The driver shell, on one line so that errors in eval'd commands read `bash: line 1: ...` as in `bash -c`.
-The EXIT trap reports a command that exits the session shell (flag `exit`, and the host restarts the shell); the
-outer loop reports one that breaks out of the read loop (`break 2`)."""
 
 
 class ChannelClosed(SandboxError):
@@ -70,7 +36,13 @@ class ChannelClosed(SandboxError):
 
 
 _HEADER = struct.Struct(">BxxxL")
+"""Docker's own framing of an exec's stdout (1) and stderr (2)."""
+_FRAME = struct.Struct(">cL")
+"""The driver's framing, inside its stdout: a kind byte and a length."""
+_LENGTH = struct.Struct(">L")
 _CHUNK = 65536
+_FRAME_LIMIT = 1 << 20
+"""The driver sends output in chunks of 64 KiB: a longer frame means the stream is not the driver's."""
 
 
 class Capture:
@@ -111,85 +83,30 @@ class Capture:
         return self.data().decode("utf-8", errors="replace")
 
 
-class _Stream:
-    """One stream of one command: drops everything up to the start token, then hands everything up to the end
-    marker to a Capture and keeps the rest of the marker's line."""
-
-    def __init__(self, capture: Capture, marker: bytes, start: bytes | None = None) -> None:
-        self.capture = capture
-        self.marker = marker
-        self.start = start
-        """Still to be seen before the command's output begins (None once seen)."""
-        self.pending = b""
-        self.found = False
-        self.line: bytes | None = None
-        """What followed the marker up to the newline, once complete."""
-        self._after = b""
-
-    @property
-    def started(self) -> bool:
-        return self.start is None
-
-    def feed(self, data: bytes) -> None:
-        if self.line is not None:
-            return
-        if self.start is not None:
-            buf = self.pending + data
-            at = buf.find(self.start)
-            if at < 0:
-                self.pending = buf[-len(self.start) :]
-                return
-            data, self.start, self.pending = buf[at + len(self.start) :], None, b""
-        if self.found:
-            self._take_line(data)
-            return
-        buf = self.pending + data
-        at = buf.find(self.marker)
-        if at >= 0:
-            self.capture.add(buf[:at])
-            self.found, self.pending = True, b""
-            self._take_line(buf[at + len(self.marker) :])
-            return
-        keep = len(self.marker) - 1  # a marker may be split across chunks: hold back what could start one
-        self.capture.add(buf[:-keep])
-        self.pending = buf[-keep:]
-
-    def _take_line(self, data: bytes) -> None:
-        self._after += data
-        end = self._after.find(b"\n")
-        if end >= 0:
-            self.line = self._after[:end]
-
-    def flush(self) -> None:
-        """The stream ended without a marker: what was held back is output too."""
-        if self.started:
-            self.capture.add(self.pending)
-        self.pending = b""
-
-    def skip(self) -> None:
-        """This stream carries no marker (stderr merged into stdout)."""
-        self.start, self.found, self.line = None, True, b""
-
-
 @dataclass
 class Reply:
     """What came back for one command (complete when `done`)."""
 
     stdout: Capture
     stderr: Capture
-    streams: list[_Stream] = field(default_factory=list)
     exit_code: int | None = None
     started: float | None = None
-    """In-container clock (EPOCHREALTIME) when the command started and ended."""
+    """In-container clock when the command started and ended."""
     ended: float | None = None
     cwd: str | None = None
+    begun: bool = False
+    """The driver has the command (from here on it may have run)."""
     done: bool = False
     eof: bool = False
-    """The driver shell's stream closed (it exited or was killed) before the end marker."""
+    """The driver's stream closed (it exited or was killed) before the command's end."""
     exited: bool = False
-    """The command made the driver shell exit (its end marker came from the EXIT trap)."""
+    """The session shell ended with the command (exit, exec, killed) or cannot take another one: it is replaced."""
+    timed_out: bool = False
+    """The driver stopped the command at its timeout (fresh mode)."""
     flooded: bool = False
     """The command wrote more than the stop limit."""
+    note: str = ""
+    """Why the session shell cannot go on, when it is not simply gone."""
 
     @property
     def output_bytes(self) -> int:
@@ -259,7 +176,7 @@ class ExecSocket:
 
 
 class Channel:
-    """One driver shell in one container, used by one caller at a time."""
+    """One driver in one container, used by one caller at a time."""
 
     def __init__(self, api: Any, container_id: str, *, user: str, mode: Mode, merge: bool, workdir: str) -> None:
         self.api = api
@@ -270,66 +187,64 @@ class Channel:
         self.workdir = workdir
         self.exec_id = ""
         self.pid = 0
-        """The driver shell's pid inside the container."""
+        """The driver's pid inside the container."""
+        self.shell_pid = 0
+        """Session mode: the agent's shell (the driver's child)."""
+        self.tag = ""
+        """Session mode: what the shell's own variables are named after (never in a command's output)."""
         self.alive = False
         self._link: ExecSocket | None = None
+        self._buf = bytearray()
+        self._hello: dict[str, Any] | None = None
+        self.errors = Capture(4096)
+        """What the driver wrote on its stderr (a crash's traceback)."""
         self.engine_error = ""
         """What the engine reported on its error stream for this exec, if anything."""
 
     def start(self, timeout_s: float = 30.0) -> None:
-        command = ["bash", "--noprofile", "--norc", "-c", DRIVER, "bash", self.mode, "1" if self.merge else "0"]
-        self._link = ExecSocket(self.api, self.container_id, command, user=self.user, workdir=self.workdir)
+        self._link = ExecSocket(self.api, self.container_id, COMMAND, user=self.user, workdir=self.workdir)
         self.exec_id = self._link.exec_id
-        hello = self._reply(b"ISE-READY ", None, limit=4096)
-        self._pump(hello, time.monotonic() + timeout_s)
-        line = hello.streams[0].line
-        if line is None or not line.strip().isdigit():
+        hello = Reply(Capture(4096), Capture(4096))
+        try:
+            self._link.send(bundle("shell", SHELL_MODULES, {"mode": self.mode, "merge": self.merge}))
+            self._pump(hello, time.monotonic() + timeout_s, until=lambda: self._hello is not None)
+        except OSError:
+            pass
+        if self._hello is None or not isinstance(self._hello.get("pid"), int):
             self.close()
-            got = (self.engine_error or hello.stdout.text() or hello.stderr.text()).strip()[:200]
+            got = (self.engine_error or self.errors.text()).strip()[-200:]
             raise SandboxError(f"the sandbox shell did not start (got {got!r})")
-        self.pid = int(line)
+        self.pid = self._hello["pid"]
+        self.shell_pid = int(self._hello.get("shell") or 0)
+        self.tag = str(self._hello.get("tag") or "")
         self.alive = True
 
     def send(self, command: str, *, timeout_s: float, kill_grace_s: float, limit: int) -> Reply:
-        """Start a command; collect its reply with `wait`. ChannelClosed if the shell is known to be gone."""
+        """Start a command; collect its reply with `wait`. ChannelClosed if the driver is known to be gone."""
         if self._link is None or not self.alive:
             raise ChannelClosed("the sandbox shell ended")
-        start, marker = secrets.token_hex(16).encode(), secrets.token_hex(16).encode()
-        header = b"%s %s %.3f %.3f\n" % (start, marker, timeout_s, kill_grace_s)
-        # A NUL ends the command on the wire; bash could not hold one in a string anyway.
-        body = command.replace("\0", "").encode("utf-8", errors="replace")
+        body = json.dumps({"cmd": command, "timeout": timeout_s, "grace": kill_grace_s}).encode()
         try:
-            self._link.send(header + body + b"\0")
+            self._link.send(_LENGTH.pack(len(body)) + body)
         except OSError as exc:
             self.alive = False
             raise ChannelClosed(f"lost the sandbox shell: {exc}") from None
-        return self._reply(marker, start + b"\n", limit=limit)
-
-    def _reply(self, marker: bytes, start: bytes | None, *, limit: int) -> Reply:
-        reply = Reply(Capture(limit), Capture(limit))
-        reply.streams = [_Stream(reply.stdout, marker, start), _Stream(reply.stderr, marker, start)]
-        if self.merge:
-            reply.streams[1].skip()
-        return reply
+        return Reply(Capture(limit), Capture(limit))
 
     def wait(self, reply: Reply, deadline: float, *, stop_bytes: int | None = None) -> bool:
         """Read until the reply is complete, the stream ends, the output passes `stop_bytes`, or the deadline.
-        True when nothing more will come (done or eof). ChannelClosed if the shell ended before the command
-        started (so it can safely be sent again to a new shell)."""
-        self._pump(reply, deadline, stop_bytes=stop_bytes)
-        out = reply.streams[0]
-        if out.line is not None and not reply.done:
-            reply.done = True
-            self._parse(reply, out.line)
-        if reply.eof and not reply.done:
-            if not out.started:
-                raise ChannelClosed("the sandbox shell ended before the command started")
-            for stream in reply.streams:
-                stream.flush()
+        True when nothing more will come (done or eof). ChannelClosed if the command never started (the driver
+        or its shell ended first), so it can safely be sent again to a new one."""
+        self._pump(reply, deadline, until=lambda: reply.done, stop_bytes=stop_bytes)
+        if reply.exited or reply.eof:
+            self.alive = False  # the driver ends with its shell
+        if (reply.eof or reply.done) and not reply.begun:
+            raise ChannelClosed("the sandbox shell ended before the command started")
         return reply.done or reply.eof
 
-    def _pump(self, reply: Reply, deadline: float, *, stop_bytes: int | None = None) -> None:
-        while not all(s.line is not None for s in reply.streams):
+    def _pump(self, reply: Reply, deadline: float, *, until: Callable[[], bool], stop_bytes: int | None = None) -> None:
+        self._take(reply)  # what came in with the end of the previous reply
+        while not until():
             link = self._link
             if link is None or link.eof:
                 reply.eof = True
@@ -342,20 +257,51 @@ class Channel:
             if remaining <= 0:
                 return
             for kind, payload in link.frames(remaining):
-                if kind in (1, 2):
-                    reply.streams[kind - 1].feed(payload)
+                if kind == 1:
+                    self._buf += payload
+                    self._take(reply)
+                elif kind == 2:  # the driver's own stderr
+                    self.errors.add(payload)
                 elif kind == 3:  # the engine's own error about this exec
                     self.engine_error += payload.decode("utf-8", errors="replace")
 
+    def _take(self, reply: Reply) -> None:
+        """Hand the complete frames in the buffer to `reply`."""
+        buf = self._buf
+        offset = 0
+        while len(buf) - offset >= _FRAME.size and not reply.done:  # what follows D is the next command's
+            kind, size = _FRAME.unpack_from(buf, offset)
+            if size > _FRAME_LIMIT:
+                self.close()
+                return
+            start = offset + _FRAME.size
+            if len(buf) - start < size:
+                break
+            payload = bytes(buf[start : start + size])
+            offset = start + size
+            if kind == b"O":
+                reply.stdout.add(payload)
+            elif kind == b"E":
+                reply.stderr.add(payload)
+            elif kind == b"B":
+                reply.begun = True
+            elif kind == b"D":
+                self._done(reply, json.loads(payload))
+            elif kind == b"H":
+                self._hello = json.loads(payload)
+        del buf[:offset]
+
     @staticmethod
-    def _parse(reply: Reply, line: bytes) -> None:
-        parts = line.decode("utf-8", errors="replace").lstrip(" ").split(" ", 4)
-        with contextlib.suppress(ValueError, IndexError):
-            reply.exit_code = int(parts[0])
-            reply.started = float(parts[1]) if parts[1] else None
-            reply.ended = float(parts[2])
-            reply.exited = parts[3] == "exit"
-            reply.cwd = parts[4] if len(parts) > 4 else None
+    def _done(reply: Reply, done: dict[str, Any]) -> None:
+        reply.done = True
+        reply.exit_code = int(done["rc"])
+        reply.started, reply.ended = float(done["t0"]), float(done["t1"])
+        reply.cwd = done.get("cwd") or None
+        reply.exited = bool(done.get("exited"))
+        reply.timed_out = bool(done.get("timed_out"))
+        reply.note = str(done.get("note") or "")
+        if not done.get("started", True):
+            reply.begun = False
 
     def close(self) -> None:
         self.alive = False

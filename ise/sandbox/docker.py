@@ -5,10 +5,11 @@
         result = box.run("cd src && make test")        # persistent shell, as the agent user
         check = box.exec("test -f out.txt", user="root")
 
-Commands go through driver shells kept open in the container (ise/sandbox/channel.py): a session shell for `run`,
-and per user a pool of "fresh" drivers for `exec`, each starting a new `bash -c` per command under GNU timeout.
-Timeouts escalate: SIGTERM, SIGKILL after the grace period, then a sweep that kills every process of that user
-younger than the command (setsid and double-forked children included), and for the session, the shell itself.
+Commands go through drivers kept running in the container (ise/sandbox/channel.py, incontainer/shell.py): for `run`
+one whose child is the agent's persistent shell, and per user a pool of "fresh" drivers for `exec`, each running a
+new `bash -c` per command in its own process group. Timeouts escalate: SIGTERM, SIGKILL after the grace period,
+then a sweep that kills every process of that user younger than the command (setsid and double-forked children
+included) except ise's own (their pids, as the host knows them), and for the session, the shell itself.
 File tools, snapshots and fixture seeding are small stdlib Python modules served inside the container by one
 long-lived helper process per user (ise/sandbox/helper.py, ise/sandbox/incontainer/): the agent user's for file
 tools, so the kernel's permissions apply as well, and root's for snapshots and seeding.
@@ -392,7 +393,7 @@ class DockerSandbox:
                 raise self._broken("the command did not finish")
             reply.exit_code = self._exit_status(channel)
             reply.stderr.add(b"\n[ise: the command killed the shell that ran it]\n")
-        elif self._timed_out(reply, timeout) or not reply.done:
+        elif reply.timed_out or not reply.done:
             self._sweep(user, started, "KILL")  # what escaped the process group (setsid, double fork)
         return reply, started
 
@@ -407,15 +408,10 @@ class DockerSandbox:
             code = None
         return int(code) if isinstance(code, int) else 137
 
-    @staticmethod
-    def _timed_out(reply: Reply, timeout: float) -> bool:
-        elapsed = reply.elapsed
-        return reply.exit_code in (124, 137) and elapsed is not None and elapsed >= timeout - 0.01
-
     def _result(
         self, reply: Reply, started: float, timeout: float, *, cwd: str | None, session: bool = False
     ) -> ExecResult:
-        timed_out = not session and (not reply.done or self._timed_out(reply, timeout))
+        timed_out = not session and (not reply.done or reply.timed_out)
         if reply.flooded:
             timed_out = False
             reply.stderr.add(f"\n[ise: output passed {self.stop} bytes; the command was stopped]\n".encode())
@@ -431,16 +427,13 @@ class DockerSandbox:
             cwd=reply.cwd if reply.done and reply.cwd else cwd,
         )
 
-    def _sweep(self, user: str, started: float, signal: str, *, spare: tuple[int, ...] = ()) -> int:
+    def _sweep(self, user: str, started: float, signal: str) -> int:
         """Signal every process of `user` younger than the command that started at `started` (host clock); how
         many were signalled."""
         # /proc start times and uptime are in 10 ms ticks and both truncated; 0.25 s of slack absorbs that (at the
         # cost of also hitting a process the previous command started in its last quarter second).
         age = int((time.monotonic() - started + SWEEP_SLACK_S) * 100) + 1
-        with self._lock:
-            ours = [c.pid for c in self._channels] + [h.pid for h in self._helpers.values()]
-        spared = [pid for pid in ours if pid] + list(spare)
-        script = f"sig={signal} age={age} excl=' {' '.join(map(str, spared))} '\n{SWEEP}"
+        script = f"sig={signal} age={age} excl=' {' '.join(map(str, self.ise_pids()))} '\n{SWEEP}"
         who = self._user(user)
         for attempt in range(10):  # under a fork bomb even this exec may find no free pid at first
             try:
@@ -452,6 +445,21 @@ class DockerSandbox:
                     raise self._broken("cannot stop the command") from None
                 time.sleep(0.1 * (attempt + 1))
         return 0
+
+    def ise_pids(self) -> list[int]:
+        """ise's own long-lived processes in the container (drivers, the agent's session shell, helpers): what a
+        sweep spares, and what tests leave out of the agent's processes. Their command lines are neutral, so the
+        host's record of their pids is the only way to tell them from the agent's."""
+        with self._lock:
+            pids = [pid for c in self._channels for pid in (c.pid, c.shell_pid)]
+            pids += [h.pid for h in self._helpers.values()]
+        return sorted({pid for pid in pids if pid})
+
+    @property
+    def session_pid(self) -> int:
+        """The pid of the agent's session shell in the container (0: none running)."""
+        session = self._session
+        return session.shell_pid if session is not None and session.alive else 0
 
     # --- persistent session ------------------------------------------------------------------------------------
 
@@ -483,19 +491,19 @@ class DockerSandbox:
         finished = shell.wait(reply, started + timeout, stop_bytes=self.stop)
         timed_out = not finished and not reply.flooded
         killed = False
-        if timed_out and self._sweep("agent", started, "TERM", spare=(shell.pid,)):
+        if timed_out and self._sweep("agent", started, "TERM"):
             finished = shell.wait(reply, time.monotonic() + self.config.kill_grace_s)
         if not finished:
             killed = True
-            if self._sweep("agent", started, "KILL", spare=(shell.pid,)):
+            if self._sweep("agent", started, "KILL"):
                 finished = shell.wait(reply, time.monotonic() + 1.0)
             # Nothing to signal: the shell itself is busy (a builtin loop); wait no longer for it.
         if not finished:
-            self._kill_pid(shell.pid)
+            self._kill_pid(shell.shell_pid or shell.pid)  # the driver then reports the shell's end
             shell.wait(reply, time.monotonic() + 2.0)
             shell.close()
         if timed_out:
-            self._sweep("agent", started, "KILL", spare=(shell.pid,))  # survivors that ignored SIGTERM
+            self._sweep("agent", started, "KILL")  # survivors that ignored SIGTERM
             reply.exit_code = 137 if killed or not reply.done else 124
         reset = reply.exited or not shell.alive
         if reset:
@@ -505,6 +513,8 @@ class DockerSandbox:
                 raise self._broken("the session shell ended")
             if reply.exit_code is None:
                 reply.exit_code = self._exit_status(shell)
+            if reply.note:
+                reply.stderr.add(f"\n[ise: {reply.note}; the next command runs in a new shell]\n".encode())
         result = self._result(reply, started, timeout, cwd=reply.cwd if reply.done else None, session=True)
         return result.model_copy(update={"timed_out": timed_out, "session_reset": reset})
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ise.sandbox.base import SandboxError
 from ise.sandbox.channel import Capture, ExecSocket
-from ise.sandbox.incontainer import bundle, command
+from ise.sandbox.incontainer import COMMAND, HELPER_MODULES, bundle
 
 _LENGTH = struct.Struct(">L")
 
@@ -64,12 +64,9 @@ class Helper:
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start the process and wait for its hello; SandboxError if it does not come."""
-        sources = bundle()
-        self._link = ExecSocket(
-            self.api, self.container_id, command(len(sources)), user=self.user, workdir=self.workdir
-        )
+        self._link = ExecSocket(self.api, self.container_id, COMMAND, user=self.user, workdir=self.workdir)
         try:
-            self._link.send(sources)
+            self._link.send(bundle("serve", HELPER_MODULES))
             hello = self._message(time.monotonic() + timeout_s, limit=4096)
         except (OSError, HelperGone, HelperStuck):
             hello = None

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from ise.sandbox.docker import DockerSandbox
-from ise.sandbox.incontainer import MARK
 
 RUN_ID = f"pytest-sandbox-{uuid.uuid4().hex[:8]}"
 """Every container these tests make carries this run id (subprocesses included)."""
@@ -20,17 +19,18 @@ OpenSandbox = Callable[..., AbstractContextManager[DockerSandbox]]
 
 
 def agent_processes(box: DockerSandbox, *, strict: bool = True) -> list[str]:
-    """Command lines of the agent user's processes (root's in the admin profile), minus ise's own driver shells,
-    helpers, PID 1 keeper and the listing. A listing that cannot fork (the pids limit is still exhausted) fails, or
-    with strict=False counts as busy."""
+    """Command lines of the agent user's processes (root's in the admin profile), minus ise's own drivers, session
+    shell and helpers (by the pids the host knows: their command lines are neutral), PID 1 keeper and the listing.
+    A listing that cannot fork (the pids limit is still exhausted) fails, or with strict=False counts as busy."""
     user = box.config.agent_user
     listing = box.exec(f"ps -u {user} -o pid=,args=; echo listed", user="root")
     if not strict and not listing.stdout.endswith("listed\n"):
         return [f"(no free pid to list processes: {listing.stderr.strip()[-200:]})"]
     assert listing.stdout.endswith("listed\n"), f"could not list processes: {listing}"
     lines = listing.stdout.splitlines()[:-1]
-    ours = ("__ise_mode", MARK, f"ps -u {user}", "ise-keeper")
-    return [line.strip() for line in lines if not any(mark in line for mark in ours)]
+    pids = {str(pid) for pid in box.ise_pids()}
+    ours = (f"ps -u {user}", "ise-keeper")
+    return [line.strip() for line in lines if line.split()[0] not in pids and not any(mark in line for mark in ours)]
 
 
 def settled(box: DockerSandbox, within_s: float = 10.0) -> list[str]:

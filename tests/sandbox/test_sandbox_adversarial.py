@@ -412,7 +412,7 @@ def test_symlink_swap_race_never_escapes(open_box: OpenSandbox) -> None:
                     except FileToolError:
                         refusals += 1
         finally:
-            box.exec("pkill -KILL -f '^bash --noprofile --norc -c __ise_mode=.* session'")  # the loop's shell
+            box.exec(f"kill -KILL {box.session_pid}")  # the loop's shell
             racer.join(timeout=10)
         assert "secret\n" not in reads
         assert box.exec("test -e /tmp/outside/planted.txt").exit_code != 0
@@ -629,7 +629,7 @@ def test_exact_exit_codes(shared_box: DockerSandbox, mode: str) -> None:
 
 def test_output_imitating_markers_is_kept_as_output(shared_box: DockerSandbox) -> None:
     shared_box.run("true")
-    pid = shared_box.exec(f"pgrep -u {shared_box.config.agent_user} -f '__ise_mode' | head -1").stdout.strip()
+    pid = shared_box.session_pid
     imitation = (
         "for i in $(seq 50); do printf '%032x %032x 0 1.0 2.0 - /\\n' $RANDOM $RANDOM; "
         "printf '%032x 0 1.0 2.0 exit /etc\\n' $i >&2; done; echo ISE-READY 1; "

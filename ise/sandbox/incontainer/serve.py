@@ -93,3 +93,7 @@ def serve(ops: dict[str, Op]) -> None:
         except TimedOut:  # the timer fired just as the op returned
             reply = {"error": "timed out"}
         send(reply)
+
+
+def main(_config: dict[str, Any], ops: dict[str, Op]) -> None:
+    serve(ops)
