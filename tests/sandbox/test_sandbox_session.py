@@ -10,7 +10,9 @@ a real parent for the agent's shell.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import time
 
 import pytest
 from sandbox_support import PROFILES
@@ -155,6 +157,17 @@ def test_a_debug_trap_that_skips_every_command_costs_one_timeout(shared_box: Doc
     r = shared_box.run("shopt -s extdebug; trap false DEBUG", timeout_s=2)
     assert (r.timed_out, r.session_reset) == (True, True), r
     assert shared_box.run("echo ok").stdout == "ok\n"
+
+
+def test_a_long_command_reaches_the_shell_whole_and_waiting_outlasts_tmout(shared_box: DockerSandbox) -> None:
+    """Longer than a pipe holds, every kind of character; then a TMOUT that would end a shell waiting in `read`."""
+    fresh_session(shared_box)
+    body = "".join(f"{i:06d} \u00e9\u4e2d ' \\ \\x27 $HOME `id` \t;\n" for i in range(15000))
+    r = shared_box.run(f"cat > /tmp/long <<'EOF'\n{body}EOF\nsha256sum < /tmp/long; TMOUT=1", timeout_s=30)
+    assert r.stdout.split()[:1] == [hashlib.sha256(body.encode()).hexdigest()], r
+    time.sleep(2)
+    after = shared_box.run("echo ok")
+    assert (after.stdout, after.session_reset) == ("ok\n", False)
 
 
 def test_what_the_agent_sees_is_an_ordinary_machine(shared_box: DockerSandbox) -> None:

@@ -17,9 +17,10 @@ any command of the agent's runs, so no alias defined later applies to it. Its fd
 /dev/null, where whatever the shell writes between commands goes (xtrace and verbose output, DEBUG and ERR traps);
 60 and 61 the commands' stdout and stderr pipes; 62 the status pipe. Each turn of the loop reports the previous
 command's status and $PWD on fd 62 (`STATUS PWD` and a NUL; the first report says it is ready), reads the next
-command up to a NUL, and evaluates WRAP with it: the loop's variables (random names) are unset, then the command is
-evaluated from a $'...' literal with stdin /dev/null, stdout and stderr the pipes and 60-62 closed, so whatever it
-does to its fds is undone when it ends, and its line numbers and error messages are those of `bash -c`.
+command (its length in 8 digits, then the command as a $'...' literal) and evaluates WRAP: the loop's variables
+(random names) are unset, then the command is evaluated from that literal with stdin /dev/null, stdout and stderr
+the pipes and 60-62 closed, so whatever it does to its fds is undone when it ends, and its line numbers and error
+messages are those of `bash -c`.
 
 Nothing the agent defines can take the loop over: special builtins are looked up with POSIXLY_CORRECT set (POSIX
 mode finds them before functions; bash saves the options it changes and puts them back when POSIXLY_CORRECT goes,
@@ -59,17 +60,22 @@ LOOP = (
     "[[ $BASHOPTS == *expand_aliases* ]] && @A=s || @A=u; "
     'POSIXLY_CORRECT=y \\unset -f builtin; \\unset "$@P"; \\builtin shopt -"$@A" expand_aliases; '
     '\\builtin printf \'%s %s\\0\' "$@S" "${PWD-}" >&62 || POSIXLY_CORRECT=y \\exit "$@S"; '
-    "\\builtin mapfile -d '' -n 1 -t @C; [[ ${#@C[@]} == 1 ]] || POSIXLY_CORRECT=y \\exit 0; "
-    '\\builtin eval "$@C"; done; POSIXLY_CORRECT=y \\exit "$?"\n'
+    '\\builtin read -r -t 999999999 -N 8 @C && \\builtin read -r -N "$((10#$@C))" @C || POSIXLY_CORRECT=y \\exit 0; '
+    '\\builtin eval "@W"; done; POSIXLY_CORRECT=y \\exit "$?"\n'
 )
-"""The session shell's program, one line (parsed whole before it runs); @X are its variables, renamed."""
-WRAP = "\\builtin unset -v @C @S @P @A; \\builtin eval %s 0</dev/null 1>&60 2>&61 60>&- 61>&- 62>&-"
-"""What the loop evaluates for one command (%s: the command, quoted): the loop's variables go, then the command is
-evaluated from a literal on this first line, so that its line numbers and error messages are those of `bash -c`."""
+"""The session shell's program, one line (parsed whole before it runs); @X are its variables, renamed. @W stands
+for WRAP, spelled out where the loop evaluates it."""
+WRAP = "\\\\builtin unset -v @C @S @P @A; \\\\builtin eval $@C 0</dev/null 1>&60 2>&61 60>&- 61>&- 62>&-"
+"""What the loop evaluates for one command (as a double-quoted word: @C is the command, a $'...' literal): the loop's
+variables go, then the command is evaluated from that literal on this first line, so its line numbers and error
+messages are those of `bash -c`. Only the literal travels. `read -N` reads it in blocks (the -t of the read that
+waits for the length, there so that TMOUT cannot end the wait, would make it read a byte at a time)."""
 
 
 def with_names(text: str, tag: str) -> str:
-    """`text` with the loop's variables @X named _<tag><x> (random per shell: no name of the agent's clashes)."""
+    """`text` with WRAP in place of @W and the loop's variables @X named _<tag><x> (random per shell: no name of the
+    agent's clashes)."""
+    text = text.replace("@W", WRAP)
     for name in "SPAC":
         text = text.replace(f"@{name}", f"_{tag}{name.lower()}")
     return text
@@ -77,10 +83,10 @@ def with_names(text: str, tag: str) -> str:
 
 def quoted(text: bytes) -> str:
     """`text` as one bash $'...' word (printable ASCII as it is, every other byte escaped)."""
-    return "$'" + "".join(PLAIN[byte] for byte in text) + "'"
+    return "$'" + text.decode("latin-1").translate(ESCAPES) + "'"
 
 
-PLAIN = [chr(b) if 32 <= b < 127 and chr(b) not in "'\\" else f"\\x{b:02x}" for b in range(256)]
+ESCAPES = {b: f"\\x{b:02x}" for b in range(256) if not 32 <= b < 127 or chr(b) in "'\\"}
 
 
 def send(kind: bytes, payload: bytes = b"") -> None:
@@ -191,7 +197,6 @@ class Session(Driver):
         nonblocking(self.status_r)
         nonblocking(self.cmd_w)
         self.tag = tag = os.urandom(3).hex()  # (not `secrets`: 4 MB more of every driver)
-        self.wrap = with_names(WRAP, tag)
         null = os.open(os.devnull, os.O_RDWR)
         fds = {0: self.cmd_r, 1: null, 2: null, OUT: self.out_w, ERR: self.err_w, STATUS: status_w}
         # What its fds must still be when it reports (fd 1 is the status pipe while it does).
@@ -244,7 +249,8 @@ class Session(Driver):
         return reports
 
     def start(self, command: str) -> None:
-        text = (self.wrap % quoted(command.replace("\0", "").encode("utf-8", "surrogateescape"))).encode() + b"\0"
+        literal = quoted(command.replace("\0", "").encode("utf-8", "surrogateescape")).encode()
+        text = b"%08d" % len(literal) + literal
         self.started, self.sent, self.busy = time.time(), len(text), True
         send(b"B")
         self.write(text)
