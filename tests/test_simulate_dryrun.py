@@ -227,7 +227,7 @@ def test_the_prompts_worked_examples_are_themselves_valid_plans(name: str, sandb
     """What the small model imitates must pass the same validation it will face."""
     example = intent().model_copy(update=EXAMPLE_INTENTS[name])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined)
-    answer = json.loads(env.get_template(f"plan_example_{name}.jinja").render(with_card=False))
+    answer = json.loads(env.get_template(f"plan_example_{name}.jinja").render(with_card=False, question=True))
     draft = plan_from_draft(example, WorldDraft.model_validate(answer), None, CFG, attempts=1, model="")
     assert validate(draft, sandboxes, CFG).problems == []
     if name == "count":  # the question's answer is checked, and the truth is computed from the state

@@ -17,7 +17,7 @@ from ise.plan_static import Problem, mentioned_paths, static_problems
 from ise.prompts import PROMPTS_DIR
 from ise.records import AnswerCheck, Complexity, DirFixture, FileFixture, Milestone, Perturbation, Plan, ShellCheck
 from ise.scope import resolve_path
-from ise.stages.plan_drafts import plan_profile
+from ise.stages.plan_drafts import asks_question, plan_profile
 from ise.stages.simulate import (
     CardDraft,
     PlanDraft,
@@ -195,7 +195,9 @@ def test_solutions_match_the_milestones(plan: Plan) -> None:
 
 def example_answer(*, with_card: bool, name: str = "export") -> dict[str, Any]:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(PROMPTS_DIR), undefined=jinja2.StrictUndefined)
-    answer: dict[str, Any] = json.loads(env.get_template(f"plan_example_{name}.jinja").render(with_card=with_card))
+    answer: dict[str, Any] = json.loads(
+        env.get_template(f"plan_example_{name}.jinja").render(with_card=with_card, question=True)
+    )
     return answer
 
 
@@ -428,7 +430,7 @@ def test_system_domains_get_the_admin_profile(plan: Plan, domain: str, profile: 
 
 def test_the_prompt_says_what_the_profile_allows(plan: Plan) -> None:
     user_system, user_request = plan_messages(plan.intent, with_card=False)
-    assert "The agent has no root: only /workspace, /home/agent and /tmp are writable" in (user_system.content or "")
+    assert "Only /workspace, /home/agent and /tmp are writable" in (user_system.content or "")
     assert "useradd" not in (user_system.content or "")
     admin = plan.intent.model_copy(update={"domain": "services"})
     admin_system, admin_request = plan_messages(admin, with_card=False, cfg=SimulateConfig())
@@ -436,9 +438,18 @@ def test_the_prompt_says_what_the_profile_allows(plan: Plan) -> None:
     assert "users and groups (useradd -m, groupadd)" in (admin_system.content or "")
     assert "The agent works as root here (admin)" in (admin_request.content or "")
     assert "(admin)" not in (user_request.content or "")
-    for system in (user_system, admin_system):
-        assert "Example 3 (simple: 1 milestone, a question)" in (system.content or "")
-        assert '"expected_from"' in (system.content or "")
+
+
+def test_answers_are_taught_only_for_a_request_that_asks_something(plan: Plan) -> None:
+    asking = plan.intent.model_copy(update={"request": "How many orders failed last night? Check shop.db."})
+    telling = plan.intent.model_copy(update={"request": "Export the paid orders from shop.db to orders.csv."})
+    assert asks_question(asking)
+    assert not asks_question(telling)
+    for intent, taught in ((asking, True), (telling, False)):
+        system, request = plan_messages(intent, with_card=False)
+        assert ("Example 3 (simple: 1 milestone, a question)" in (system.content or "")) is taught
+        assert ('"expected_from"' in (system.content or "")) is taught
+        assert ('is a milestone with an "answer"' in (request.content or "")) is taught
 
 
 def test_answer_problems_get_answer_advice(plan: Plan) -> None:

@@ -181,20 +181,42 @@ def plan_profile(intent: Intent, cfg: SimulateConfig) -> Profile:
     return "admin" if intent.domain.strip().lower() in {d.lower() for d in cfg.system_domains} else "user"
 
 
+_QUESTION = re.compile(
+    r"\b(?:how (?:many|much|often|long|big)|which|what(?: is|'s| are)|who|whose|when did|where is|find out|tell me|"
+    r"let me know|report back)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_question(intent: Intent) -> bool:
+    """Does the request want something found out and told? Only then are answers taught to the plan writer: the
+    extra rules and worked example cost a small model plans it used to get right (the demo's 1.5B model lost
+    demo-sales-totals to them)."""
+    return bool(_QUESTION.search(intent.request))
+
+
 def plan_messages(intent: Intent, *, with_card: bool, cfg: SimulateConfig | None = None) -> list[Message]:
     """The system prompt (environment, profile, rules, worked examples) and the intent to plan (`cfg`: the default
     settings when None)."""
     milestones, perturbations = _SHAPE[intent.complexity]
     profile = plan_profile(intent, cfg or SimulateConfig())
+    question = asks_question(intent)
     return [
         Message(
             role="system",
-            content=render("plan_system.jinja", tools=IMAGE_TOOLS, with_card=with_card, profile=profile),
+            content=render(
+                "plan_system.jinja", tools=IMAGE_TOOLS, with_card=with_card, profile=profile, question=question
+            ),
         ),
         Message(
             role="user",
             content=render(
-                "plan.jinja", intent=intent, milestones=milestones, perturbations=perturbations, profile=profile
+                "plan.jinja",
+                intent=intent,
+                milestones=milestones,
+                perturbations=perturbations,
+                profile=profile,
+                question=question,
             ),
         ),
     ]
