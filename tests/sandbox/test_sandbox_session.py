@@ -150,11 +150,12 @@ def test_exec_of_a_long_program_times_out_and_the_next_command_runs_at_once(shar
     assert (after.stdout, after.duration_s < 2, after.session_reset) == ("ok\n", True, False)
 
 
-def test_a_debug_trap_that_skips_every_command_costs_one_timeout(shared_box: DockerSandbox) -> None:
-    """With extdebug, a DEBUG trap that fails skips every command, the loop's own too (a terminal would be as
-    stuck): that call waits out its timeout, and the shell is replaced."""
+@pytest.mark.parametrize("command", ["shopt -s extdebug; trap false DEBUG", "set -n"])
+def test_a_shell_told_to_run_nothing_costs_one_timeout(shared_box: DockerSandbox, command: str) -> None:
+    """With extdebug, a DEBUG trap that fails skips every command, the loop's own too; `set -n` runs none. A
+    terminal would be as stuck: that call waits out its timeout, and the shell is replaced."""
     fresh_session(shared_box)
-    r = shared_box.run("shopt -s extdebug; trap false DEBUG", timeout_s=2)
+    r = shared_box.run(command, timeout_s=2)
     assert (r.timed_out, r.session_reset) == (True, True), r
     assert shared_box.run("echo ok").stdout == "ok\n"
 
@@ -168,6 +169,23 @@ def test_a_long_command_reaches_the_shell_whole_and_waiting_outlasts_tmout(share
     time.sleep(2)
     after = shared_box.run("echo ok")
     assert (after.stdout, after.session_reset) == ("ok\n", False)
+
+
+def test_a_timeout_sweep_spares_every_process_of_ise(shared_box: DockerSandbox) -> None:
+    """Their command lines are neutral, so the sweep knows them by pid (root's too, when the agent is root)."""
+    fresh_session(shared_box)
+    shared_box.run("true")
+    shared_box.exec("true")
+    shared_box.exec("true", user="root")
+    shared_box.list_dir(".")
+    shared_box.snapshot()
+    ours = shared_box.ise_pids()
+    assert len(ours) == 6  # the session's driver and shell, a fresh driver of each user, both helpers
+    r = shared_box.run("sleep 100 & setsid sleep 101 & (sleep 102 &); sleep 103", timeout_s=1)
+    assert (r.timed_out, r.session_reset) == (True, False), r
+    assert shared_box.ise_pids() == ours
+    assert shared_box.exec(f"kill -0 {' '.join(map(str, ours))}", user="root").exit_code == 0
+    assert shared_box.exec("pgrep -f 'slee[p] 10[0-3]'", user="root").exit_code == 1
 
 
 def test_what_the_agent_sees_is_an_ordinary_machine(shared_box: DockerSandbox) -> None:
