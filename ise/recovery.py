@@ -10,7 +10,8 @@ finish) or a check probe that failed. The heuristic, first match wins:
    `python3 app.py`, `git commit`, `make test`), for file tools the same path, for delegate another delegate.
 3. check_passed: otherwise, if a check of the milestone the failure happened under passes later (in a probe or in
    the final checks), the failure is linked to the last step before that passing result. A failed probe is
-   overcome the same way, by a later pass of the same check.
+   overcome the same way, by a later pass of the same check. Never for a command that was not found (exit 127):
+   a passing check says nothing about a program that does not exist.
 
 Unmatched failures stay in the list with recovered_by=None. The labels are cheap and explainable, not proof of
 causality; they make "recovered" trajectories findable for SFT data that teaches error handling.
@@ -30,6 +31,8 @@ _MULTI_COMMAND_TOOLS = {
     "git", "make", "pip", "pip3", "npm", "yarn", "cargo", "go", "systemctl", "service", "docker", "apt", "apt-get",
     "kubectl", "poetry", "uv", "pytest",
 }  # fmt: skip
+COMMAND_NOT_FOUND = 127
+"""bash's exit code for a program that does not exist: a later passing check says nothing about that program."""
 _PREFIXES = {"sudo", "env", "time", "nohup", "timeout", "command", "exec"}
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -111,6 +114,8 @@ def _label_step(
             return Failure(kind="step", step=failed.index, recovered_by=later.index, evidence="tool_fixed")
         if step_target(later) == target:
             return Failure(kind="step", step=failed.index, recovered_by=later.index, evidence="same_target")
+    if failed.exit_code == COMMAND_NOT_FOUND:
+        return Failure(kind="step", step=failed.index)  # only running that program after all overcomes it
     for check_id, after_step in passes:
         if check_id in related_checks and after_step is not None and after_step > failed.index:
             return Failure(kind="step", step=failed.index, recovered_by=after_step, evidence="check_passed")

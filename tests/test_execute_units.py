@@ -124,18 +124,22 @@ def test_failures_are_linked_to_what_overcame_them() -> None:
         _step(4, "notes.txt", "error", tool="read_file", error="read_file failed: no such file"),
         _step(5, "notes.txt", tool="read_file"),  # same tool succeeds after the refusal
         _step(6, "make", "failed", turn=2, exit_code=2),  # nothing overcomes it
+        _step(7, "lss -la", "failed", turn=3, exit_code=127),  # not found; an unrelated success later is no fix
+        _step(8, "ls -la", turn=3),
     ]
     probes = [
         CheckProbe(turn=1, milestone="m1", after_step=3, results=[CheckResult(id="count", passed=False, exit_code=1)]),
         CheckProbe(turn=1, milestone="m1", after_step=5, results=[CheckResult(id="count", passed=True, exit_code=0)]),
     ]
-    failures = label_failures(steps, probes, [], {1: ["count"], 2: ["report"]})
+    final = [CheckResult(id="listing", passed=True, exit_code=0)]
+    failures = label_failures(steps, probes, final, {1: ["count"], 2: ["report"], 3: ["listing"]})
     linked = {(f.kind, f.step, f.check): (f.recovered_by, f.evidence) for f in failures}
     assert linked == {
         ("step", 0, None): (2, "same_target"),
         ("step", 3, None): (5, "check_passed"),
         ("step", 4, None): (5, "tool_fixed"),
         ("step", 6, None): (None, None),
+        ("step", 7, None): (None, None),
         ("probe", 3, "count"): (5, "check_passed"),
     }
 
