@@ -5,7 +5,7 @@ The output folder holds (each format only if selected):
     openai/{train,validation}.jsonl      canonical: messages + tools, tool-call arguments as JSON strings
     trl/{train,validation}.jsonl         messages + tools, arguments as objects (what HF chat templates read)
     sharegpt/{train,validation}.jsonl    conversations (human/gpt/function_call/observation) + system + tools
-    parquet/{train,validation}.parquet   the canonical rows; arguments stay JSON strings, see FIELD_NOTES
+    parquet/{train,validation}.parquet   the canonical rows; arguments stay JSON strings (as dicts, Arrow merges keys)
     filtered.jsonl                       traces the filters left out, with the reason
     rejects.jsonl                        rows that failed validation or the render check, with every reason
     export.json                          counts, filters, provenance, statistics (also marks the folder as ours)

@@ -72,7 +72,7 @@ def write_jsonl(path: Path, rows: Iterable[Row]) -> None:
 
 def parquet_features(parameters: Any) -> Any:
     """The canonical row as `datasets` features. Tool-call arguments stay strings: as structs Arrow would merge
-    every row's argument keys into one type and hand back keys a call never had (FIELD_NOTES, Export). Tool
+    every row's argument keys into one type and hand back keys a call never had. Tool
     parameters use the Json type: `datasets` gives back the exact object, other readers see a JSON string."""
     from datasets import Features, List, Value
 

@@ -1,5 +1,6 @@
-"""The 21 adversarial cases of FIELD_NOTES.md, each against the real Docker backend, under both profiles (`user`:
-the agent unprivileged; `admin`: the agent root in the container), plus the escapes root in a container tries.
+"""The adversarial cases worth testing (bombs, floods, escapes, timeouts, exit codes, leaks), each against the real
+Docker backend, under both profiles (`user`: the agent unprivileged; `admin`: the agent root in the container), plus
+the escapes root in a container tries.
 
 Each test says which case it covers. "Contained" always means three things: the call returns in bounded time,
 the host and the other sandboxes are unaffected, and the sandbox is usable (or fails with SandboxError) after.
