@@ -12,8 +12,11 @@ set, prints that text. An answer check compares the agent's answer with its expe
 - number: the value of a text is its last number. Digits that belong to a date, a time, a path or a name (2024-01-03,
   12:30, app2.log) are not numbers; `1,234` is 1234; a unit may follow (12MB, 5s). It passes when the two values
   differ by at most `tolerance`.
+- script: the check's `verify` script, run as root with $ISE_ANSWER and $ISE_EXPECTED, accepts by exiting 0.
 With a `command`, the expected value is what it prints (stripped; for one_of, one option per line), run as root at
 check time with the answer on stdin and in $ISE_ANSWER; a command that fails or times out fails the check.
+
+A reward check (Harbor's verifiers) is ise/reward.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from ise.records import AnswerCheck, Check, CheckResult, Milestone, ShellCheck
+from ise.records import AnswerCheck, Check, CheckResult, Milestone, RewardCheck, ShellCheck
+from ise.reward import run_reward
 from ise.sandbox.base import ExecResult, Sandbox
 
 OUTPUT_CLIP = 4000
@@ -117,6 +121,10 @@ def run_check(check: Check, sandbox: Sandbox, *, answer: str, timeout_s: float) 
     if isinstance(check, ShellCheck):
         result = sandbox.exec(check.command, timeout_s=timeout_s, user="root")
         return _from_exec(check.id, result, passed=shell_verdict(check, result))
+    if isinstance(check, RewardCheck):
+        return run_reward(check, sandbox, timeout_s=check.timeout_s or timeout_s)
+    if check.match == "script":
+        return _run_script(check, sandbox, answer=answer, timeout_s=timeout_s)
     if check.command is None:
         passed, reason = answer_verdict(check, answer, check.expected or "")
         return CheckResult(
@@ -136,6 +144,27 @@ def run_check(check: Check, sandbox: Sandbox, *, answer: str, timeout_s: float) 
         passed, reason = answer_verdict(check, answer, expected)
     return _from_exec(
         check.id, result, passed=passed, kind="answer", answer=_clip(answer), expected=_clip(expected), reason=reason
+    )
+
+
+def _run_script(check: AnswerCheck, sandbox: Sandbox, *, answer: str, timeout_s: float) -> CheckResult:
+    """match script: the expected value (literal or computed), then the check's own `verify` decides."""
+    expected: str = check.expected or ""
+    if check.command is not None:
+        computed = sandbox.exec(_with_answer(check.command, answer), timeout_s=timeout_s, user="root")
+        if computed.timed_out or computed.exit_code != 0:
+            reason = "the check's command timed out" if computed.timed_out else "the check's command failed"
+            return _from_exec(check.id, computed, passed=False, kind="answer", answer=_clip(answer), reason=reason)
+        expected = computed.stdout.strip()
+    if not normalise(answer):
+        empty = "the answer is empty"
+        return CheckResult(id=check.id, passed=False, exit_code=0, kind="answer", answer="", reason=empty)
+    script = f"export ISE_EXPECTED={shlex.quote(expected)}\n{check.verify}"
+    result = sandbox.exec(_with_answer(script, answer), timeout_s=timeout_s, user="root")
+    passed = not result.timed_out and result.exit_code == 0
+    rejected = None if passed else "the check's script rejected the answer"
+    return _from_exec(
+        check.id, result, passed=passed, kind="answer", answer=_clip(answer), expected=_clip(expected), reason=rejected
     )
 
 
@@ -165,9 +194,9 @@ def _clip(text: str, limit: int = OUTPUT_CLIP) -> str:
 
 def describe(check: Check) -> str:
     """One line saying what a check looks at, for prompts and the user simulator's digest."""
-    if isinstance(check, ShellCheck):
-        return check.description
-    return f"{check.description} (the agent's answer)"
+    if isinstance(check, AnswerCheck):
+        return f"{check.description} (the agent's answer)"
+    return check.description
 
 
 def answer_for(check_id: str, milestones: list[Milestone], answers: dict[str, str], final: str) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ise.checks import answer_for, run_check
 from ise.config import SimulateConfig
 from ise.plan_static import Problem, ProblemKind, allowed_roots, mentioned_paths, static_problems
-from ise.records import AnswerCheck, Check, CheckResult, Fixtures, Intent, Plan, ShellCheck
+from ise.records import AnswerCheck, Check, CheckResult, Fixtures, Intent, Plan, RewardCheck, ShellCheck
 from ise.sandbox.base import ExecResult, FileEntry, Sandbox, SandboxError
 from ise.sandbox.provider import SandboxFactory
 from ise.scope import AGENT_HOME, WORKSPACE
@@ -133,6 +133,8 @@ def _checks(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
 def _what(check: Check) -> str:
     if isinstance(check, ShellCheck):
         return repr(check.command)
+    if isinstance(check, RewardCheck):
+        return f"verifier {check.command!r}"
     source = f"command {check.command!r}" if check.command else repr(check.expected or check.options)
     return f"answer {check.match} {source}"
 
@@ -245,7 +247,13 @@ def _still_fails(check: Check, result: CheckResult) -> Problem:
             "milestone must print the answer, and the check must accept it",
             check.id,
         )
-    assert isinstance(check, ShellCheck)
+    if isinstance(check, RewardCheck):
+        return Problem(
+            "solution",
+            f"reward check {check.id} ({_what(check)}) still fails after the solution ran: {result.reason}; "
+            f"its output ends {_clip(result.stdout[-400:])!r}",
+            check.id,
+        )
     wanted = f"exit {check.expect_exit}" + (f" and {check.expect_stdout!r} in stdout" if check.expect_stdout else "")
     got = f"exit {result.exit_code}, stdout {_clip(result.stdout)!r}, stderr {_clip(result.stderr)!r}"
     printed = result.stdout.strip() if result.exit_code == check.expect_exit and not result.timed_out else None

@@ -149,7 +149,7 @@ class ShellCheck(Record):
     """If set, stdout must contain this text."""
 
 
-AnswerMatch = Literal["exact", "contains", "regex", "number", "one_of"]
+AnswerMatch = Literal["exact", "contains", "regex", "number", "one_of", "script"]
 
 
 class AnswerCheck(Record):
@@ -173,8 +173,11 @@ class AnswerCheck(Record):
     """number: the largest accepted absolute difference."""
     case_sensitive: bool = False
     command: str | None = None
+    verify: str | None = None
+    """script: a shell script, run as root, that accepts the answer ($ISE_ANSWER) given the expected value
+    ($ISE_EXPECTED) by exiting 0 (how suites with their own comparators, e.g. AgentBench-OS, score answers)."""
 
-    @field_validator("command")
+    @field_validator("command", "verify")
     @classmethod
     def _command_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -186,6 +189,8 @@ class AnswerCheck(Record):
         given = self.expected is not None or bool(self.options)
         if self.command is not None and given:
             raise ValueError(f"answer check {self.id}: give `expected`/`options` or `command`, not both")
+        if (self.match == "script") != (self.verify is not None):
+            raise ValueError(f"answer check {self.id}: `verify` goes with match script, and only with it")
         if self.command is None:
             _static_expectation_problem(self)
         return self
@@ -213,6 +218,26 @@ def _static_expectation_problem(check: AnswerCheck) -> None:
             raise ValueError(f"answer check {check.id}: expected {check.expected!r} is not a number") from None
 
 
+class RewardCheck(Record):
+    """A verifier in Harbor's manner: after the episode a folder of test files is copied into a fresh root-owned
+    `root` (whatever the agent left there removed first), `command` runs as root from `workdir`, and the reward it
+    writes under `reward_dir` (reward.txt: a number; reward.json: see ise/checks.py) decides: pass when the reward
+    is at least `threshold`."""
+
+    kind: Literal["reward"]
+    id: str
+    description: str
+    files: list[FileFixture] = Field(min_length=1)
+    """The tests folder; paths relative to `root`."""
+    root: str = "/tests"
+    command: str = "bash /tests/test.sh"
+    workdir: str = "/workspace"
+    reward_dir: str = "/logs/verifier"
+    threshold: float = 1.0
+    timeout_s: float | None = Field(default=None, gt=0)
+    """The verifier's own time limit (Harbor's [verifier] timeout_sec); else execute.check_timeout_s."""
+
+
 def _check_kind(value: Any) -> str:
     """Plans written before check kinds existed have no `kind`: they are shell checks."""
     if isinstance(value, dict):
@@ -221,7 +246,7 @@ def _check_kind(value: Any) -> str:
 
 
 Check = Annotated[
-    Annotated[ShellCheck, Tag("shell")] | Annotated[AnswerCheck, Tag("answer")],
+    Annotated[ShellCheck, Tag("shell")] | Annotated[AnswerCheck, Tag("answer")] | Annotated[RewardCheck, Tag("reward")],
     Discriminator(_check_kind),
 ]
 """A success check, discriminated on `kind` (shell when absent)."""
@@ -233,6 +258,17 @@ class Budgets(Record):
     command_timeout_s: float
     wall_clock_s: float
     max_tokens: int
+
+
+class Origin(Record):
+    """Where an imported task came from (ise/tasks): its suite, its own id there and its category."""
+
+    suite: str
+    """e.g. harbor, agentbench-os:dev, seeds."""
+    task_id: str
+    category: str = ""
+    path: str = ""
+    """The file or folder it was read from."""
 
 
 class Plan(Record):
@@ -260,3 +296,8 @@ class Plan(Record):
     """Ids of the checks and perturbations the model wrote but the dry run disproved, dropped by validation."""
     calibrated: list[str] = Field(default_factory=list)
     """Ids of the checks whose expected output is what the solved run printed, not what the model guessed."""
+    proven: bool = True
+    """Every check failed on the initial state and passed after the reference solution, each in a fresh sandbox.
+    False only when simulate.verify_solution was off: export leaves such plans' traces out by default."""
+    origin: Origin | None = None
+    """Set for tasks imported from a suite (ise/tasks); None for plans ise wrote."""

@@ -153,13 +153,15 @@ class CheckResult(Record):
     stderr: str = ""
     duration_s: float = 0.0
     timed_out: bool = False
-    kind: Literal["shell", "answer"] = "shell"
+    kind: Literal["shell", "answer", "reward"] = "shell"
     answer: str | None = None
     """answer checks: the agent's answer that was compared (as given, before normalisation)."""
     expected: str | None = None
     """answer checks: the expected value used (the literal, or what the check's command printed)."""
     reason: str | None = None
     """Why it failed, in a few words, when that is not plain from the exit code (answer checks)."""
+    reward: float | None = None
+    """reward checks: the reward the verifier wrote (None when it wrote none that could be read)."""
 
 
 class CheckProbe(Record):
