@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	# CPU torch first: otherwise sentence-transformers pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[all,dev]'
+	# AgentBench-OS tasks for `ise eval --tasks agentbench-os`: data files only, so none of its dependencies.
+	$(PY) -m pip install -q --no-deps inspect-evals==0.26.0
 	rm -f $(VENV)/.installed-*
 	touch $@
 
