@@ -148,7 +148,11 @@ def export(
     validation_fraction: Annotated[float | None, typer.Option("--validation-fraction")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the split and the render sample.")] = None,
     formats: Annotated[
-        list[str] | None, typer.Option("--format", help="openai | trl | sharegpt | parquet; repeatable.")
+        list[str] | None,
+        typer.Option("--format", help="openai | trl | sharegpt | parquet (default: those four) | harbor | atif."),
+    ] = None,
+    plans: Annotated[
+        Path | None, typer.Option("--plans", help="harbor: the plans the traces ran (default: plans.jsonl beside -i).")
     ] = None,
     render_samples: Annotated[int | None, typer.Option("--render-samples", help="Rows rendered as a check.")] = None,
     no_render_check: Annotated[bool, typer.Option("--no-render-check", help="Same as --render-samples 0.")] = False,
@@ -167,6 +171,7 @@ def export(
         "validation_fraction": validation_fraction,
         "seed": seed,
         "formats": formats,
+        "plans": None if plans is None else str(plans),
         "render_samples": 0 if no_render_check else render_samples,
     }
     overrides = [f"export.{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]

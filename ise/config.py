@@ -138,7 +138,11 @@ class ExecuteConfig(Record):
         )
 
 
-ExportFormat = Literal["openai", "trl", "sharegpt", "parquet"]
+SftFormat = Literal["openai", "trl", "sharegpt", "parquet"]
+TaskFormat = Literal["harbor", "atif"]
+"""Written on request only: harbor, each exported trajectory's plan as a Harbor task directory; atif, each exported
+trace as an ATIF trajectory (ise/tasks)."""
+ExportFormat = Literal[SftFormat, TaskFormat]
 
 
 class ExportConfig(Record):
@@ -160,7 +164,10 @@ class ExportConfig(Record):
     """Share of intents (not rows) held out; no intent is in both splits."""
     seed: int = 0
     """Seeds the split and the render-check sample."""
-    formats: list[ExportFormat] = Field(default_factory=lambda: list(get_args(ExportFormat)))
+    formats: list[ExportFormat] = Field(default_factory=lambda: list(get_args(SftFormat)))
+    """The SFT formats by default; harbor and atif when asked for."""
+    plans: Path | None = None
+    """harbor: the plans the traces ran (default: plans.jsonl beside the traces file)."""
     render_samples: int = Field(default=3, ge=0)
     """Rows rendered through the embedded model's chat template as a check; 0 skips the check."""
 

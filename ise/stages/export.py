@@ -33,12 +33,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
 from pydantic_core import from_json
 from rich.console import Console
 
-from ise.config import Config, ExportConfig
+from ise.config import Config, ExportConfig, TaskFormat
 from ise.errors import InputError, IseError
 from ise.llm.config import EmbeddedBackend
 from ise.outputs import current_umask, make_folder, refuse_inputs, within, writable_folder
@@ -66,6 +66,7 @@ from ise.stages.sft_rows import (
     tool_records,
     validate_conversation,
 )
+from ise.tasks.sinks import write_task_formats
 from ise.trace_file import Span, TraceIds, file_spans, parse_trace, read_span
 
 if TYPE_CHECKING:
@@ -193,6 +194,8 @@ class ExportSummary:
     provenance: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per phase (for bench/export_bench.py)."""
+    task_files: dict[str, int] = field(default_factory=dict)
+    """harbor / atif: how many task directories / trajectories were written."""
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -214,6 +217,7 @@ class ExportSummary:
             "filters": cfg.model_dump(mode="json"),
             "provenance": self.provenance,
             "stats": self.stats,
+            "task_files": self.task_files,
         }
 
 
@@ -357,7 +361,7 @@ def _export(
         }
         summary.rows = {name: len(rows) for name, rows in splits.items()}
         summary.stats = {name: split_stats(rows) for name, rows in splits.items()}
-    _write_all(out_dir, splits, tables, filtered, rejects, cfg, summary)
+    _write_all(out_dir, splits, tables, filtered, rejects, cfg, summary, traces_path)
     return summary
 
 
@@ -524,6 +528,7 @@ def _write_all(
     rejects: list[Row],
     cfg: ExportConfig,
     summary: ExportSummary,
+    traces_path: Path,
 ) -> None:
     make_folder(out_dir.parent, out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -531,6 +536,10 @@ def _write_all(
         staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the export is a folder like any other
         for split, candidates in splits.items():
             _write_split(staging, split, candidates, tables, cfg, summary)
+        if task_formats := [f for f in cfg.formats if f in get_args(TaskFormat)]:
+            with summary.timed("write " + ", ".join(task_formats)):
+                exported = {split: [c.id for c in candidates] for split, candidates in splits.items()}
+                summary.task_files = write_task_formats(staging, exported, traces_path, cfg)
         with summary.timed("write card"):
             write_jsonl(staging / "filtered.jsonl", filtered)
             write_jsonl(staging / "rejects.jsonl", rejects)
