@@ -264,6 +264,10 @@ class TraceEnv(Record):
     """Hash of the plan it ran: a setup_error is retried only once the plan (or the image) changed."""
     profile: Profile = "user"
     """The sandbox profile it ran under."""
+    plan_proven: bool = True
+    """Its plan was proven (Plan.proven): export leaves traces of unproven plans out unless asked."""
+    attempt: int = 0
+    """Which attempt at its plan this trajectory is (0-based; see execute.attempts and ise eval --attempts)."""
 
 
 class Trace(Record):

@@ -387,6 +387,7 @@ def build_trace(episode: Episode) -> Trace:
             ise_version=env.version,
             plan_sha256=plan_hash(plan),
             profile=episode.profile,
+            plan_proven=plan.proven,
         ),
     )
 
