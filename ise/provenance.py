@@ -21,6 +21,11 @@ def ise_version() -> str:
         return "0+unknown"
 
 
+def attempt_id(plan_id: str, attempt: int) -> str:
+    """The trace id of one attempt at a plan: the plan's id for the first, `<plan>.a<i>` for the others."""
+    return plan_id if attempt == 0 else f"{plan_id}.a{attempt}"
+
+
 def trajectory_seed(seed: int, plan_id: str) -> int:
     """Stable per plan and config seed, so a rerun of one trajectory asks the models the same way."""
     digest = int(hashlib.sha256(f"{seed}:{plan_id}".encode()).hexdigest()[:8], 16)

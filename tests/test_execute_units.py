@@ -13,8 +13,8 @@ from ise.config import ExecuteConfig
 from ise.provenance import trajectory_seed
 from ise.records import Budgets, CheckProbe, CheckResult, Step, TerminationReason
 from ise.recovery import command_family, label_failures
-from ise.stages.episode import claims_success
 from ise.stages.execute import drop_rerunnable
+from ise.stages.trace_build import claims_success
 from ise.usersim import drift_reason, split_verdict
 
 
@@ -166,7 +166,7 @@ def test_termination_reasons_are_stable_strings() -> None:
     # export and reports filter on these values: renaming one is a schema change
     assert {r.value for r in TerminationReason} == {
         "user_done", "user_gave_up", "max_turns", "max_steps", "wall_clock", "token_budget",
-        "model_error", "role_drift", "infra_error", "setup_error",
+        "model_error", "role_drift", "infra_error", "setup_error", "agent_answered",
     }  # fmt: skip
 
 

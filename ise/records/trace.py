@@ -48,6 +48,8 @@ class TerminationReason(StrEnum):
     TOKEN_BUDGET = "token_budget"
     MODEL_ERROR = "model_error"
     """The agent's output could not be parsed, again and again (bounded retries)."""
+    AGENT_ANSWERED = "agent_answered"
+    """Single-turn (ise eval): the agent answered the task's only message."""
     ROLE_DRIFT = "role_drift"
     """The user simulator kept slipping into the assistant's role and no fallback message was left."""
     INFRA_ERROR = "infra_error"

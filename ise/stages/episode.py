@@ -3,7 +3,9 @@ ise/stages/execute.py).
 
 Per plan: a fresh hardened sandbox with the plan's fixtures, then turns of (user simulator speaks -> agent works
 with real tools until it answers -> the current milestone's checks are probed). Perturbations fire when the plan
-says. The episode ends on the user's verdict or a budget; the plan's checks then decide the outcome.
+says. The episode ends on the user's verdict or a budget; the plan's checks then decide the outcome. Single-turn
+(ise eval's default): the task's request is the only user message, there is no simulator, and the episode ends
+when the agent answers it.
 
 Failures are sorted by whose they are. The agent's mistakes are data in the trace. A broken sandbox or endpoint
 ends the episode as `infra_error`; a plan whose own fixtures or setup fail, as `setup_error`. Ctrl-C abandons the
@@ -12,7 +14,6 @@ episode (Interrupted): nothing is returned.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -29,7 +30,7 @@ from ise.checks import answer_for, run_check
 from ise.config import Config, ExecuteConfig
 from ise.llm.base import LLM, LLMError
 from ise.prompts import render
-from ise.provenance import config_hash, ise_version, plan_hash, trajectory_seed
+from ise.provenance import attempt_id, config_hash, ise_version, trajectory_seed
 from ise.records import (
     Budgets,
     Check,
@@ -37,33 +38,22 @@ from ise.records import (
     CheckResult,
     ErrorEvent,
     Message,
-    Outcome,
     Perturbation,
     PerturbationEvent,
     Plan,
     Profile,
     Step,
     TerminationReason,
-    Timing,
     Trace,
-    TraceEnv,
-    TraceIntent,
     UserSimReport,
 )
-from ise.recovery import flatten, label_failures
+from ise.recovery import flatten
 from ise.runner import stop_requested
 from ise.sandbox.base import Sandbox, SandboxError, SandboxInfo, SetupScriptFailed
 from ise.sandbox.provider import SandboxFactory
 from ise.scope import watched_roots
+from ise.stages.trace_build import build_trace
 from ise.usersim import MilestoneView, UserSimulator, execution_digest
-
-_CLAIM = re.compile(
-    r"\b(done|completed?|finished|fixed|created|updated|set up|all set|successfully|now works|is working|in place)\b",
-    re.I,
-)
-_HEDGE = re.compile(
-    r"\b(could not|couldn't|can't|cannot|unable|failed to|did not|didn't|not able|unfortunately)\b", re.I
-)
 
 
 @dataclass
@@ -76,20 +66,12 @@ class ExecuteEnv:
     sandbox_factory: SandboxFactory
     config_hash: str = ""
     version: str = ""
+    single_turn: bool = False
+    """The request is the only user message (ise eval); no user simulator."""
 
     def __post_init__(self) -> None:
         self.config_hash = self.config_hash or config_hash(self.config)
         self.version = self.version or ise_version()
-
-
-def claims_success(answer: str | None) -> bool:
-    """Does the agent's last answer read as "it's done"? Wording only: the checks say whether it is true."""
-    if not answer or answer.rstrip().endswith("?"):
-        return False
-    return bool(_CLAIM.search(answer)) and not _HEDGE.search(answer)
-
-
-# --- one episode -----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -118,6 +100,7 @@ class Episode:
     answers: dict[str, str] = field(default_factory=dict)
     """Milestone id -> the agent's last answer while that milestone was current."""
     profile: Profile = "user"
+    attempt: int = 0
     sandbox: Sandbox | None = None
     ctx: AgentContext | None = None
 
@@ -204,12 +187,14 @@ class Episode:
         self.user.milestones_reached = view.current
 
 
-def execute_plan(plan: Plan, env: ExecuteEnv) -> Trace:
-    """Run one episode and return its trace; raises only Interrupted (Ctrl-C) or a bug."""
+def execute_plan(plan: Plan, env: ExecuteEnv, *, attempt: int = 0) -> Trace:
+    """Run one episode (attempt `attempt` at the plan, which picks its seed and id) and return its trace; raises
+    only Interrupted (Ctrl-C) or a bug."""
     cfg = env.config.execute
     budgets = cfg.capped(plan.budgets)
     meter = Meter(wall_clock_s=budgets.wall_clock_s, max_tokens=budgets.max_tokens, stop=stop_requested)
-    episode = Episode(plan=plan, env=env, budgets=budgets, seed=trajectory_seed(env.config.seed, plan.id), meter=meter)
+    seed = trajectory_seed(env.config.seed, attempt_id(plan.id, attempt))
+    episode = Episode(plan=plan, env=env, budgets=budgets, seed=seed, meter=meter, attempt=attempt)
     episode.profile = env.config.sandbox.resolve(plan.profile)
     try:
         with env.sandbox_factory(episode.profile) as sandbox:
@@ -254,7 +239,7 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
     )
     episode.ctx = ctx
     try:
-        _converse(episode, ctx)
+        (_answer_once if env.single_turn else _converse)(episode, ctx)
     except EpisodeEnded as ended:
         episode.termination = ended.reason
     started = time.monotonic()
@@ -305,91 +290,30 @@ def _converse(episode: Episode, ctx: AgentContext) -> None:
         episode.probe(turn, view, answer)
 
 
+def _answer_once(episode: Episode, ctx: AgentContext) -> None:
+    """Single-turn: the request is the only user message; every check is compared with the agent's answer."""
+    plan, admin = episode.plan, episode.profile == "admin"
+    episode.messages.append(Message(role="system", content=render("agent_system.jinja", subagent=False, admin=admin)))
+    agent = Agent(ctx, tools=agent_tools(delegate=True), max_steps=episode.budgets.max_agent_steps_per_turn)
+    ctx.turn = 1
+    episode.messages.append(Message(role="user", content=plan.intent.request))
+    episode.user.turns = 1
+    episode.milestone_of_turn[1] = [c.id for c in plan.checks]
+    episode.fire_at_turn(1)
+    answer = agent.run_turn(episode.messages, episode.steps)
+    if answer is None:
+        raise EpisodeEnded(TerminationReason.MAX_STEPS, "the agent used every step without answering")
+    episode.last_answer = answer
+    episode.answers = {m.id: answer for m in plan.user.milestones}
+    raise EpisodeEnded(TerminationReason.AGENT_ANSWERED)
+
+
 def _mark_infra(episode: Episode, kind: str, message: str) -> None:
     setup = kind == "setup"
     episode.termination = TerminationReason.SETUP_ERROR if setup else TerminationReason.INFRA_ERROR
     turn = episode.ctx.turn if episode.ctx else 0
     role = "sandbox" if kind in ("sandbox", "setup") else episode.meter.last_role
     episode.infra_error = ErrorEvent(kind=kind, message=_clip(message, 2000), turn=turn, role=role)
-
-
-def build_trace(episode: Episode) -> Trace:
-    plan, env = episode.plan, episode.env
-    infra = episode.infra_error is not None
-    checks = [] if infra else episode.final_checks
-    passed = bool(checks) and all(c.passed for c in checks)
-    claimed = claims_success(episode.last_answer)
-    unverified = not infra and not passed and (claimed or episode.user.verdict == "done")
-    failures = label_failures(episode.steps, episode.probes, checks, episode.milestone_of_turn)
-    ctx = episode.ctx
-    model_errors = ctx.model_errors if ctx else []
-    steps = list(flatten(episode.steps))
-    recoveries = sum(f.recovered_by is not None for f in failures)
-    tags = [
-        tag
-        for tag, present in [
-            ("infra_error", episode.termination == TerminationReason.INFRA_ERROR),
-            ("setup_error", episode.termination == TerminationReason.SETUP_ERROR),
-            ("checks_passed", passed),
-            ("checks_failed", not infra and not passed),
-            ("unverified_claim", unverified),
-            ("role_drift", episode.user.drift_detected > 0),
-            ("perturbed", bool(episode.events)),
-            ("recovered", recoveries > 0),
-            ("delegated", any(s.tool == "delegate" for s in steps)),
-            ("timed_out", any(s.timed_out for s in steps)),
-            ("model_error", bool(model_errors)),
-        ]
-        if present
-    ]
-    meter, info = episode.meter, episode.info
-    return Trace(
-        id=plan.id,
-        intent=TraceIntent(
-            domain=plan.intent.domain,
-            complexity=plan.intent.complexity,
-            persona=plan.intent.persona,
-            tasks=plan.intent.tasks,
-            tools=plan.intent.tools,
-            request=plan.intent.request,
-            expected_turns=plan.intent.expected_turns,
-        ),
-        messages=episode.messages,
-        tools=agent_tools(delegate=True),
-        steps=episode.steps,
-        events=episode.events,
-        probes=episode.probes,
-        failures=failures,
-        recoveries=recoveries,
-        outcome=Outcome(passed=passed, checks=checks, agent_claimed_success=claimed, unverified_claim=unverified),
-        termination=episode.termination,
-        turns=episode.user.turns,
-        user=episode.user,
-        model_errors=model_errors,
-        infra_error=episode.infra_error,
-        tags=tags,
-        usage=[u.model_copy(update={"latency_s": round(u.latency_s, 4)}) for u in meter.usage.values()],
-        timing=Timing(
-            wall_s=round(time.monotonic() - meter.started, 4),
-            llm_s=round(meter.llm_s, 4),
-            sandbox_s=round(meter.sandbox_s, 4),
-            setup_s=round(episode.setup_s, 4),
-            checks_s=round(episode.checks_s, 4),
-        ),
-        env=TraceEnv(
-            image_id=info.image_id if info else "",
-            image=info.image if info else env.config.sandbox.image,
-            backend=info.backend if info else "",
-            sandbox=info.settings if info else env.config.sandbox.model_dump(mode="json"),
-            budgets=episode.budgets,
-            config_hash=env.config_hash,
-            seed=episode.seed,
-            ise_version=env.version,
-            plan_sha256=plan_hash(plan),
-            profile=episode.profile,
-            plan_proven=plan.proven,
-        ),
-    )
 
 
 def _clip(text: str, limit: int = 4000) -> str:
