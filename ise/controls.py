@@ -5,6 +5,9 @@ solution run of ise/plan_validation.py prove the same on the checks alone; these
 - `oracle_llm(plans)`: the reference agent. Each user turn it makes one `bash` call with the current milestone's
   reference solution (Plan.solution), then answers with what that printed (as validation takes it: stdout,
   stripped) when the milestone has answer checks, or "Done." when it has none.
+- `single_turn_oracle_llm(plan)`: the reference agent for a single-turn episode (ise eval), where the request is
+  the only user message: one `bash` call per milestone's script, in order, then the stdout of the last milestone
+  that has answer checks (or "Done.").
 - `null_llm()`: the do-nothing agent. It answers "I do not know." and never calls a tool.
 - `relay_user_llm()`: a user simulator that sends each milestone's ask word for word, as the turn request quotes it,
   and declares done once nothing is left to ask (everything verified, or no messages left).
@@ -105,6 +108,29 @@ class _Oracle:
 def oracle_llm(plans: Plan | Sequence[Plan]) -> ScriptedLLM:
     """The reference agent for these plans (see the module docstring)."""
     return ScriptedLLM(responder=_Oracle([plans] if isinstance(plans, Plan) else plans))
+
+
+class _SingleTurnOracle:
+    def __init__(self, plan: Plan) -> None:
+        if not plan.solution:
+            raise ValueError(f"plan {plan.id}: the oracle needs a reference solution")
+        self.plan = plan
+        answer_ids = {c.id for c in plan.checks if isinstance(c, AnswerCheck)}
+        answering = [i for i, m in enumerate(plan.user.milestones) if answer_ids & set(m.checks)]
+        self.answer_from = answering[-1] if answering and answering[-1] < len(plan.solution) else None
+
+    def __call__(self, messages: Sequence[Message], tools: Sequence[ToolSpec], schema: dict[str, Any] | None) -> Reply:
+        results = _results_this_turn(messages)
+        if len(results) < len(self.plan.solution):
+            return {"tool_calls": [{"name": "bash", "arguments": {"command": self.plan.solution[len(results)]}}]}
+        if self.answer_from is None:
+            return {"content": DONE}
+        return {"content": stdout_of(results[self.answer_from].content or "")}
+
+
+def single_turn_oracle_llm(plan: Plan) -> ScriptedLLM:
+    """The reference agent of one plan in a single-turn episode (see the module docstring)."""
+    return ScriptedLLM(responder=_SingleTurnOracle(plan))
 
 
 def null_llm() -> ScriptedLLM:

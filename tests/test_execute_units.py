@@ -152,14 +152,14 @@ def test_infra_traces_are_dropped_for_a_rerun_and_the_rest_kept_byte_for_byte(tm
     out.write_text(kept + infra + setup + kept.replace('"a"', '"c"') + '{"id": "torn", "termin')
 
     def drop(**how: bool) -> tuple[int, int]:
-        return drop_rerunnable(out, [], image_id="sha256:1", **{"infra_errors": True, "setup_errors": False, **how})
+        return drop_rerunnable(out, {}, image_id="sha256:1", **{"infra_errors": True, "setup_errors": False, **how})
 
     assert drop(infra_errors=False) == (0, 0)  # nothing asked for, nothing changed: the torn tail is repaired only
     assert drop() == (1, 0)
     assert out.read_text() == kept + setup + kept.replace('"a"', '"c"')
     assert drop() == (0, 0)
-    assert drop_rerunnable(out, [], infra_errors=True, setup_errors=False, image_id="sha256:2") == (0, 1)
-    assert drop_rerunnable(tmp_path / "absent.jsonl", [], infra_errors=True, setup_errors=True, image_id=None) == (0, 0)
+    assert drop_rerunnable(out, {}, infra_errors=True, setup_errors=False, image_id="sha256:2") == (0, 1)
+    assert drop_rerunnable(tmp_path / "absent.jsonl", {}, infra_errors=True, setup_errors=True, image_id=None) == (0, 0)
 
 
 def test_termination_reasons_are_stable_strings() -> None:

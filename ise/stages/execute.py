@@ -45,14 +45,14 @@ def read_plans(path: Path) -> list[Plan]:
 
 
 def drop_rerunnable(
-    output: Path, plans: list[Plan], *, infra_errors: bool, setup_errors: bool, image_id: str | None
+    output: Path, hashes: dict[str, str], *, infra_errors: bool, setup_errors: bool, image_id: str | None
 ) -> tuple[int, int]:
     """Remove the traces this run must redo: infra_errors (when asked to), and a setup_error when asked to, when its
-    plan changed since, or when it ran on another image. The file is replaced atomically. How many of each."""
+    plan changed since (`hashes`: trace id -> plan hash), or when it ran on another image. The file is replaced
+    atomically. How many of each."""
     if not output.exists():
         return 0, 0
     repair_tail(output)
-    hashes = {plan.id: plan_hash(plan) for plan in plans}
     kept: list[str] = []
     infra = setup = 0
     with output.open(encoding="utf-8") as handle:
@@ -99,7 +99,7 @@ def trace_label(trace: Trace) -> str:
     return "failed_checks" if verdict == "failed" else verdict
 
 
-class _InfraWatch:
+class InfraWatch:
     """Progress label that also stops the stage when infra failures come in a row (engine or endpoint down):
     those traces would only be rerun anyway. A setup_error is the plan's own fault and says nothing about the
     infrastructure: it neither counts nor breaks a run."""
@@ -153,11 +153,11 @@ def run_execute(
     preflight(output, inputs=[input_path])
     plans = read_plans(input_path)
     with ExitStack() as cleanup:
-        cleanup.enter_context(_sigterm_as_interrupt())
+        cleanup.enter_context(sigterm_as_interrupt())
         if sandbox_factory is None:
             sandbox_factory = cleanup.enter_context(open_sandboxes(config))
         image_id = sandbox_factory.image_id if isinstance(sandbox_factory, Sandboxes) else None
-        _drop_for_rerun(output, plans, config.execute, image_id, console)
+        drop_for_rerun(output, {p.id: plan_hash(p) for p in plans}, config.execute, image_id, console)
         agent_llm, user_llm = llms or build_llms(config)
         if llms is None:
             cleanup.callback(agent_llm.close)
@@ -170,18 +170,18 @@ def run_execute(
             output,
             workers=workers or config.workers,
             description="execute",
-            label=_InfraWatch(config.execute.max_consecutive_infra_errors),
+            label=InfraWatch(config.execute.max_consecutive_infra_errors),
             console=console,
         )
     console.print(_summary(stats))
     return stats
 
 
-def _drop_for_rerun(
-    output: Path, plans: list[Plan], cfg: ExecuteConfig, image_id: str | None, console: Console
+def drop_for_rerun(
+    output: Path, hashes: dict[str, str], cfg: ExecuteConfig, image_id: str | None, console: Console
 ) -> None:
     infra, setup = drop_rerunnable(
-        output, plans, infra_errors=cfg.retry_infra_errors, setup_errors=cfg.retry_setup_errors, image_id=image_id
+        output, hashes, infra_errors=cfg.retry_infra_errors, setup_errors=cfg.retry_setup_errors, image_id=image_id
     )
     if infra:
         console.print(f"rerunning {infra} trajectories that hit infrastructure errors last time")
@@ -190,7 +190,7 @@ def _drop_for_rerun(
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """`kill` stops the stage the way Ctrl-C does: episodes abandoned, their containers removed, nothing half
     written. (Without this, SIGTERM ends the process on the spot and only the next run's reaper cleans up.)"""
     if threading.current_thread() is not threading.main_thread():
