@@ -116,7 +116,9 @@ def allowed_roots(plan: Plan, cfg: SimulateConfig) -> list[str] | None:
 
 # --- static checks -----------------------------------------------------------------------------------------------
 
-_INSTALLERS = re.compile(r"\b(?:pip3?|npm|yarn|gem|cargo|apt|apt-get|apk|dnf|yum)\s+(?:install|add)\b")
+_INSTALLERS = re.compile(
+    r"\b(?:pip3?|npm|yarn|gem|cargo|apt|apt-get|apk|dnf|yum|uv(?:\s+pip|\s+tool)?)\s+(?:install|add|sync)\b|\buvx\s"
+)
 _NET_TOOLS = re.compile(r"(?<![\w./-])(?:curl|wget|ssh|scp|ping|nc|git\s+(?:clone|fetch|pull|push))(?=\s|$)[^\n;|&]*")
 """Programs that reach out, named as commands (not as part of a path like ~/.ssh or a file like ping.log)."""
 _LOCAL = re.compile(r"\b(?:localhost|127\.0\.0\.1|0\.0\.0\.0)\b|\s/|file://")
@@ -264,7 +266,7 @@ def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
             problems.append(Problem("size", f"{name} is longer than {cfg.max_script_bytes} bytes"))
         if name.startswith("check") and not text.strip():
             problems.append(Problem("structure", f"{name} has an empty command"))
-        if reason := _needs_network(text):
+        if reason := needs_network(text):
             problems.append(Problem("network", f"{name} needs the network ({reason}); the sandbox has none"))
     return problems
 
@@ -280,7 +282,8 @@ def _root_tilde_problems(plan: Plan) -> list[Problem]:
     ]
 
 
-def _needs_network(script: str) -> str | None:
+def needs_network(script: str) -> str | None:
+    """What in `script` reaches out (a package install, a network program), or None (also for imported tasks)."""
     if match := _INSTALLERS.search(script):
         return f"'{match.group(0)}'"
     for match in _NET_TOOLS.finditer(script):
