@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from ise.prompts import render
 from ise.records import Intent, Message, Plan
 from ise.runner import RunStats, errors_path, preflight, run_stage, stop_requested
 from ise.sandbox.provider import SandboxFactory, open_provider
+from ise.seeds import load_seeds
 from ise.stages.plan_drafts import (
     CardDraft,
     PlanDraft,
@@ -70,6 +71,7 @@ __all__ = [  # the draft side lives in ise/stages/plan_drafts.py; these of its n
     "stats_path",
     "stats_table",
     "user_card",
+    "with_seeds",
 ]
 
 # --- one intent --------------------------------------------------------------------------------------------------
@@ -244,9 +246,10 @@ def _simulate(
     llm = llm or config.llm_for("simulate").build()
     simulator = Simulator(llm, config.simulate, sandbox_factory, seed=config.seed)
     try:
+        intents, plan_one = with_seeds(intents, simulator)
         run = run_stage(
             intents,
-            simulator,
+            plan_one,
             output,
             workers=workers or config.workers,
             description="simulate",
@@ -259,6 +262,30 @@ def _simulate(
     write_text_atomic(stats_path(output), json.dumps(stats, indent=2) + "\n")
     console.print(stats_table(stats))
     return stats
+
+
+def with_seeds(intents: list[Intent], simulator: Simulator) -> tuple[list[Intent], Callable[[Intent], Plan]]:
+    """The stage's input plus the seeds of `simulate.seeds` (ise/seeds), and the function that plans one record: a
+    seed is not drafted but proven again in this run's sandbox, kept as written or rejected like a model's plan.
+    Seeds go through the same runner as intents, so they are resumed and written exactly once by id."""
+    given = {intent.id for intent in intents}
+    seeds = (
+        {plan.id: plan for plan in load_seeds(simulator.cfg.seeds) if plan.id not in given}
+        if simulator.cfg.seeds
+        else {}
+    )
+
+    def plan_one(intent: Intent) -> Plan:
+        seed = seeds.get(intent.id)
+        if seed is None:
+            return simulator(intent)
+        validation = validate(seed, simulator.sandbox_factory, simulator.cfg)
+        if not validation.ok:
+            summary = "; ".join(str(p) for p in validation.problems[:6])
+            raise PlanRejected(f"seed {seed.id} did not prove in this run's sandbox: {summary}")
+        return seed
+
+    return [*intents, *(seed.intent for seed in seeds.values())], plan_one
 
 
 def stats_path(output: Path) -> Path:
