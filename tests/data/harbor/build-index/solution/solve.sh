@@ -1,0 +1,3 @@
+#!/bin/bash
+source /solution/index.sh
+build_index /workspace/docs "$INDEX_NAME"

@@ -1,0 +1,2 @@
+#!/bin/bash
+grep -c ' ERROR ' "$SHOP_HOME/logs/app.log" > report/errors.txt
