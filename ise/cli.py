@@ -127,6 +127,37 @@ def execute(
     run_execute(input_path, output, cfg, workers=workers, console=console)
 
 
+@app.command(name="eval")
+def evaluate(
+    tasks: Annotated[
+        str,
+        typer.Option(
+            "--tasks", help="plans .jsonl | folder of Harbor tasks | agentbench-os[:dev|test] | seeds[:domain,...]"
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="eval.jsonl to write, one trace per attempt.")],
+    config: ConfigOption = None,
+    agent: Annotated[
+        str, typer.Option("--agent", help="llm (the configured agent model) | oracle | null (the two controls).")
+    ] = "llm",
+    attempts: Annotated[int, typer.Option("--attempts", min=1, help="Attempts per task (pass@k, pass^k).")] = 1,
+    multi_turn: Annotated[
+        bool, typer.Option("--multi-turn", help="Run the plan's user card with the user simulator.")
+    ] = False,
+    workers: Annotated[int | None, workers_option("Attempts run at once, each in its own sandbox")] = None,
+) -> None:
+    """Run an agent on every task of a suite; write one trace per attempt, a summary, a table and an HTML page."""
+    from ise.stages.evaluate import AGENTS, run_eval
+    from ise.tasks import load_tasks
+
+    if agent not in AGENTS:
+        raise InputError(f"--agent must be one of {', '.join(AGENTS)}, not {agent!r}")
+    cfg = config_from(config)
+    refuse_config_as_output(config, output)
+    task_set = load_tasks(tasks, cfg)
+    run_eval(task_set, output, cfg, agent=agent, attempts=attempts, multi_turn=multi_turn, workers=workers)
+
+
 @app.command()
 def export(
     input_path: Annotated[Path, typer.Option("-i", "--input", help="traces.jsonl from `ise execute`.")],
