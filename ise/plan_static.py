@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ise.config import SimulateConfig
-from ise.records import Intent, Plan
+from ise.plan_lint import lint_check
+from ise.records import Intent, Plan, RewardCheck, ShellCheck
 from ise.scope import AGENT_HOME, WORKSPACE, resolve_path
 
 ProblemKind = Literal[
@@ -27,6 +28,7 @@ ProblemKind = Literal[
     "check_passes",
     "check_broken",
     "check_writes",
+    "check_lint",
     "solution",
     "trigger",
     "perturbation",
@@ -131,7 +133,30 @@ def static_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
         *_structure_problems(plan),
         *_fixture_problems(plan, cfg),
         *_script_problems(plan, cfg),
+        *_check_lint_problems(plan),
     ]
+
+
+def _check_lint_problems(plan: Plan) -> list[Problem]:
+    """Checks whose outcome cannot depend on the workspace (ise/plan_lint.py), and reward checks in a sandbox where
+    their verifier cannot run."""
+    problems = [
+        Problem("check_lint", f"check {check.id} ({check.command!r}) {finding.message}", check.id)
+        for check in plan.checks
+        if isinstance(check, ShellCheck) and (finding := lint_check(check)) is not None
+    ]
+    if plan.profile != "admin":
+        problems += [
+            Problem(
+                "structure",
+                f"reward check {check.id} needs the admin profile: its verifier writes {check.root} and "
+                f"{check.reward_dir}, outside the user profile's writable mounts",
+                check.id,
+            )
+            for check in plan.checks
+            if isinstance(check, RewardCheck)
+        ]
+    return problems
 
 
 def _structure_problems(plan: Plan) -> list[Problem]:

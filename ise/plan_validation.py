@@ -311,7 +311,9 @@ def calibrated(plan: Plan, expected: dict[str, str]) -> Plan:
     return plan.model_copy(update={"checks": checks, "calibrated": sorted({*plan.calibrated, *expected})})
 
 
-_PRUNABLE: frozenset[ProblemKind] = frozenset({"check_passes", "check_broken", "solution", "trigger", "perturbation"})
+_PRUNABLE: frozenset[ProblemKind] = frozenset(
+    {"check_passes", "check_broken", "check_lint", "solution", "trigger", "perturbation"}
+)
 
 
 def disproved(plan: Plan, problems: list[Problem]) -> set[str] | None:
