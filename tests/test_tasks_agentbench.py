@@ -20,6 +20,7 @@ from ise.records import AnswerCheck, Plan, ShellCheck
 from ise.sandbox import lifecycle
 from ise.sandbox.docker import shared_api
 from ise.sandbox.provider import SandboxFactory, open_provider
+from ise.stages.evaluate import run_eval
 from ise.tasks import TaskSet, agentbench, load_tasks
 
 CONFIG: Config = load_config([])
@@ -195,3 +196,29 @@ HOST_LITERALS = {
     "13": ("nproc", "4", "nproc: the suite's cpuset 0-3 gives 4 cores; ise's sandbox sees the host's"),
     "23": ("ulimit -u", "30000", "ulimit -u: the suite's compose sets nproc 30000; ise's sandbox has the host's"),
 }
+
+
+def _host_misses(sandboxes: SandboxFactory) -> dict[str, str]:
+    """The host-dependent literals that do not hold in this sandbox (HOST_LITERALS), with their cause."""
+    with sandboxes("admin") as box:
+        seen = {
+            task: box.exec(command, user="root", timeout_s=10).stdout.strip()
+            for task, (command, _, _) in HOST_LITERALS.items()
+        }
+    return {task: cause for task, (_, literal, cause) in HOST_LITERALS.items() if seen[task] != literal}
+
+
+@pytest.mark.docker
+def test_reference_and_do_nothing_agents_on_dev(dev: TaskSet, sandboxes: SandboxFactory, tmp_path: Path) -> None:
+    """Through ise eval's run_eval: the oracle passes every importable dev task but those whose literal describes
+    the suite's image (DEV_ORACLE_MISSES, and the host's HOST_LITERALS that differ here); null passes none."""
+    config = Config(run_dir=tmp_path, workers=2)
+    oracle = run_eval(dev, tmp_path / "oracle.jsonl", config, agent="oracle", sandbox_factory=sandboxes)
+    assert len(oracle.tasks) == len(dev.plans) == 24
+    assert all(t.attempts == 1 and t.setup_errors == t.infra_errors == 0 for t in oracle.tasks)
+    missed = {t.id.removeprefix("agentbench-os/dev-").lstrip("0") or "0": t.cause for t in oracle.missed()}
+    assert set(missed) == set(DEV_ORACLE_MISSES) | set(_host_misses(sandboxes)), missed
+    assert all("the check's script rejected the answer" in (cause or "") for cause in missed.values())
+    null = run_eval(dev, tmp_path / "null.jsonl", config, agent="null", sandbox_factory=sandboxes)
+    assert [t.passed for t in null.tasks] == [0] * 24
+    assert all(t.attempts == 1 and t.cause for t in null.tasks)
