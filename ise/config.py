@@ -122,6 +122,11 @@ class ExecuteConfig(Record):
     retry_setup_errors: bool = False
     """On start, also rerun traces whose plan setup failed (setup_error); without it they are rerun only when their
     plan or the sandbox image changed since."""
+    attempts: int = Field(default=1, ge=1)
+    """Trajectories per plan, each with its own seed (ids `<plan>`, `<plan>.a1`, ...); the agent's sampling
+    temperature is its backend's (`models.agent.temperature`), so keep it above 0 for attempts that differ."""
+    stop_at_success: bool = True
+    """With attempts > 1: no further attempt at a plan once one passed its checks."""
     max_consecutive_infra_errors: int = Field(default=5, ge=1)
     """Stop the stage after this many infra failures in a row: the endpoint or engine is down, not one episode."""
 

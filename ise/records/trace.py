@@ -277,7 +277,7 @@ class Trace(Record):
 
     schema_version: int = TRACE_SCHEMA_VERSION
     id: str
-    """The plan's id (= the intent's id)."""
+    """The plan's id (= the intent's id) for a plan's first attempt, `<plan>.a<i>` for attempt i (env.attempt)."""
     intent: TraceIntent
     messages: list[Message]
     """The agent's conversation in OpenAI chat shape: system, user, assistant (with tool_calls), tool."""
@@ -303,6 +303,11 @@ class Trace(Record):
     usage: list[ModelUsage] = Field(default_factory=list)
     timing: Timing
     env: TraceEnv
+
+    @property
+    def plan_id(self) -> str:
+        """The id of the plan this trajectory ran (attempts at one plan share it)."""
+        return self.id.removesuffix(f".a{self.env.attempt}") if self.env.attempt else self.id
 
     @property
     def errored(self) -> bool:

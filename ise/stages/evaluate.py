@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -27,29 +26,17 @@ from ise.controls import null_llm, oracle_llm, relay_user_llm, single_turn_oracl
 from ise.errors import InputError
 from ise.eval_report import EvalSummary, print_table, summarise, write_reports
 from ise.llm.base import LLM
-from ise.provenance import attempt_id, plan_hash
+from ise.provenance import plan_hash
 from ise.records import AnswerCheck, Plan, Trace
 from ise.runner import RunStats, errors_path, preflight, run_stage
 from ise.sandbox.provider import Sandboxes, SandboxFactory
 from ise.stages.episode import ExecuteEnv, execute_plan
-from ise.stages.execute import InfraWatch, drop_for_rerun, open_sandboxes, sigterm_as_interrupt
+from ise.stages.execute import Attempt, InfraWatch, drop_for_rerun, open_sandboxes, sigterm_as_interrupt
 from ise.tasks import TaskSet, Unimportable
 from ise.trace_file import read_traces
 
 AgentKind = Literal["llm", "oracle", "null"]
 AGENTS: tuple[AgentKind, ...] = get_args(AgentKind)
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt at one task: the runner's work item."""
-
-    plan: Plan
-    index: int
-
-    @property
-    def id(self) -> str:
-        return attempt_id(self.plan.id, self.index)
 
 
 def runnable(plans: list[Plan], agent: AgentKind, multi_turn: bool) -> tuple[list[Plan], list[Unimportable]]:

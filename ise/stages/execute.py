@@ -13,8 +13,9 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -24,7 +25,7 @@ from ise.config import Config, ExecuteConfig
 from ise.errors import IseError
 from ise.jsonl import read_records, repair_tail
 from ise.llm.base import LLM
-from ise.provenance import plan_hash
+from ise.provenance import attempt_id, plan_hash
 from ise.records import (
     Plan,
     Trace,
@@ -32,8 +33,21 @@ from ise.records import (
 from ise.runner import RunStats, StageAborted, preflight, run_stage
 from ise.sandbox.provider import Sandboxes, SandboxFactory, open_provider
 from ise.stages.episode import ExecuteEnv, execute_plan
+from ise.trace_file import read_traces
 
 # --- the stage -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at one plan: the runner's work item (execute.attempts, ise eval --attempts)."""
+
+    plan: Plan
+    index: int
+
+    @property
+    def id(self) -> str:
+        return attempt_id(self.plan.id, self.index)
 
 
 def read_plans(path: Path) -> list[Plan]:
@@ -157,24 +171,50 @@ def run_execute(
         if sandbox_factory is None:
             sandbox_factory = cleanup.enter_context(open_sandboxes(config))
         image_id = sandbox_factory.image_id if isinstance(sandbox_factory, Sandboxes) else None
-        drop_for_rerun(output, {p.id: plan_hash(p) for p in plans}, config.execute, image_id, console)
+        hashes = {attempt_id(p.id, i): plan_hash(p) for p in plans for i in range(config.execute.attempts)}
+        drop_for_rerun(output, hashes, config.execute, image_id, console)
         agent_llm, user_llm = llms or build_llms(config)
         if llms is None:
             cleanup.callback(agent_llm.close)
             if user_llm is not agent_llm:
                 cleanup.callback(user_llm.close)
         env = ExecuteEnv(config=config, agent_llm=agent_llm, user_llm=user_llm, sandbox_factory=sandbox_factory)
-        stats = run_stage(
-            plans,
-            lambda plan: execute_plan(plan, env),
-            output,
-            workers=workers or config.workers,
-            description="execute",
-            label=InfraWatch(config.execute.max_consecutive_infra_errors),
-            console=console,
-        )
+        label = InfraWatch(config.execute.max_consecutive_infra_errors)
+
+        def run(items: list[Attempt]) -> RunStats:
+            return run_stage(
+                items,
+                lambda item: execute_plan(item.plan, env, attempt=item.index),
+                output,
+                workers=workers or config.workers,
+                description="execute",
+                label=label,
+                console=console,
+            )
+
+        stats = _attempt_rounds(plans, config.execute, output, run)
     console.print(_summary(stats))
     return stats
+
+
+def _attempt_rounds(
+    plans: list[Plan], cfg: ExecuteConfig, output: Path, run: Callable[[list[Attempt]], RunStats]
+) -> RunStats:
+    """Every attempt at every plan in one run; or, with stop_at_success, round by round: attempt i of the plans
+    that no earlier attempt passed (read back from the output, so a resumed run decides the same)."""
+    if cfg.attempts == 1 or not cfg.stop_at_success:
+        return run([Attempt(plan, i) for plan in plans for i in range(cfg.attempts)])
+    total = RunStats()
+    for index in range(cfg.attempts):
+        passed = {t.plan_id for _, t in read_traces(output) if t.outcome.passed} if output.exists() else set()
+        stats = run([Attempt(plan, index) for plan in plans if plan.id not in passed])
+        total.total += stats.total
+        total.skipped += stats.skipped
+        total.ok += stats.ok
+        total.errors += stats.errors
+        total.elapsed_s += stats.elapsed_s
+        total.labels.update(stats.labels)
+    return total
 
 
 def drop_for_rerun(

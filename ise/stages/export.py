@@ -256,7 +256,7 @@ def canonical_row(trace: Trace) -> Row:
         "messages": openai_messages(trace.messages),
         "tools": openai_tools(trace.tools),
         "metadata": {
-            "intent_id": trace.id,
+            "intent_id": trace.plan_id,  # attempts at one plan stay in one split
             "domain": trace.intent.domain,
             "complexity": trace.intent.complexity,
             "persona": trace.intent.persona.role,
