@@ -19,11 +19,11 @@ Unknown syntax (here-documents, `case`, `if`, unbalanced quotes) is left alone: 
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Literal
 
 from ise.records import ShellCheck
+from ise.shell_words import Command, Opaque, Pipeline, expands, read_pipelines
 
 LintRule = Literal["constant", "forced", "never", "always_prints", "grep_files"]
 
@@ -33,207 +33,6 @@ class Finding:
     rule: LintRule
     message: str
     """Says why the outcome cannot depend on the workspace, and what to write instead."""
-
-
-# --- reading the command ------------------------------------------------------------------------------------------
-
-_OPERATORS = (";", "&&", "||", "&", "|")
-_OPENERS = {"'": "'", '"': '"', "`": "`", "(": ")", "{": "}"}
-
-
-class _Opaque(Exception):
-    """Syntax the lint does not read; the check is left to the dry run."""
-
-
-def _lex(script: str) -> list[str]:
-    """Top-level words (raw, quotes kept) and operators; a newline reads as `;`."""
-    tokens: list[str] = []
-    word = ""
-    stack: list[str] = []
-    i = 0
-    while i < len(script):
-        c, ahead = script[i], script[i + 1 : i + 2]
-        if stack:
-            consumed = _nested(script, i, stack)
-            word += script[i : i + consumed]
-            i += consumed
-            continue
-        if c in " \t\n;&|" and not _redirection_part(word, c, ahead):
-            if word:
-                tokens.append(word)
-                word = ""
-            operator = _operator(c, ahead)
-            continued = operator == ";" and c == "\n" and tokens[-1:] in (["&&"], ["||"], ["|"])
-            if operator and not continued:
-                tokens.append(operator)
-            i += 1 if operator in ("", ";", "&", "|") else 2
-            if operator == "|" and ahead == "&":
-                i += 1
-            continue
-        if c == "#" and not word:
-            end = script.find("\n", i)
-            i = len(script) if end < 0 else end
-            continue
-        if c == "\\":
-            word += script[i : i + 2] if ahead != "\n" else ""
-            i += 2
-            continue
-        if c in ")}":
-            raise _Opaque(f"unbalanced {c}")
-        if c in _OPENERS:
-            stack.append(_OPENERS[c])
-        word += c
-        i += 1
-    if stack:
-        raise _Opaque("unbalanced quotes or brackets")
-    if word:
-        tokens.append(word)
-    return tokens
-
-
-def _operator(c: str, ahead: str) -> str:
-    if c in " \t":
-        return ""
-    if c == "\n":
-        return ";"
-    if c == ";" and ahead == ";":
-        raise _Opaque("case arm")
-    if c in "&|" and ahead == c:
-        return c * 2
-    return c
-
-
-def _redirection_part(word: str, c: str, ahead: str) -> bool:
-    """`2>&1`, `&>f`, `>|f`: an & or | that belongs to a redirection, not a list or a pipe."""
-    return (c == "&" and (word.endswith((">", "<")) or ahead == ">")) or (c == "|" and word.endswith(">"))
-
-
-def _nested(script: str, i: int, stack: list[str]) -> int:
-    """Consume one character (two for an escape or `$(`) inside quotes or brackets; returns how many."""
-    c, closer = script[i], stack[-1]
-    if closer == "'":
-        if c == "'":
-            stack.pop()
-        return 1
-    if c == "\\":
-        return 2
-    if closer in '"`':
-        if c == closer:
-            stack.pop()
-        elif closer == '"' and script.startswith("$(", i):
-            stack.append(")")
-            return 2
-        return 1
-    if c == closer:
-        stack.pop()
-    elif c in _OPENERS:
-        stack.append(_OPENERS[c])
-    elif c in ")}":
-        raise _Opaque(f"unbalanced {c}")
-    return 1
-
-
-@dataclass
-class _Command:
-    words: list[str]
-    """Raw words, redirections and leading assignments removed."""
-    assignments: list[str]
-    reads_file: bool
-    """Has an input redirection from a file (`< f`)."""
-
-    @property
-    def name(self) -> str:
-        return _unquote(self.words[0]) if self.words else ""
-
-    @property
-    def args(self) -> list[str]:
-        return [_unquote(w) for w in self.words[1:]]
-
-
-@dataclass
-class _Pipeline:
-    op: str
-    """The list operator before it ("" for the first)."""
-    negated: bool
-    commands: list[_Command]
-    text: str
-
-
-_REDIRECT = re.compile(r"^\d*(?:>>?|<<<|<>|<|&>>?|>&|<&)")
-_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*(?:\[[^]]*\])?\+?=")
-_KEYWORDS = {"if", "then", "elif", "else", "fi", "for", "while", "until", "do", "done", "case", "esac", "function"}
-_UNREAD = {"set", "trap", "source", ".", "eval", "exec", "shopt", "return"}
-"""Builtins that change how the rest of the script runs or what it is."""
-
-
-def _pipelines(script: str) -> list[_Pipeline]:
-    tokens = _lex(script)
-    pipelines: list[_Pipeline] = []
-    op, current = "", []
-    for token in [*tokens, ";"]:
-        if token not in (";", "&&", "||", "&"):
-            current.append(token)
-            continue
-        if current:
-            pipelines.append(_pipeline(op, current))
-        elif token == ";":
-            continue  # a blank line or a trailing ;
-        else:
-            raise _Opaque("empty command")
-        op, current = token, []
-    if any(p.op == "&" for p in pipelines):
-        raise _Opaque("background job")
-    return pipelines
-
-
-def _pipeline(op: str, tokens: list[str]) -> _Pipeline:
-    negated = tokens[0] == "!"
-    parts: list[list[str]] = [[]]
-    for token in tokens[1:] if negated else tokens:
-        if token == "|":
-            parts.append([])
-        else:
-            parts[-1].append(token)
-    if any(not part for part in parts):
-        raise _Opaque("empty pipeline stage")
-    return _Pipeline(op, negated, [_command(part) for part in parts], " ".join(tokens))
-
-
-def _command(words: list[str]) -> _Command:
-    kept: list[str] = []
-    assignments: list[str] = []
-    reads_file = skip_next = False
-    for word in words:
-        if skip_next:
-            skip_next = False
-            continue
-        if "<<" in word and not word.startswith("<<<"):
-            raise _Opaque("here-document")
-        if match := _REDIRECT.match(word):
-            reads_file = reads_file or ("<" in match.group(0) and "&" not in match.group(0))
-            skip_next = match.end() == len(word)
-            continue
-        if not kept and _ASSIGNMENT.match(word):
-            assignments.append(word)
-            continue
-        kept.append(word)
-    if kept and _unquote(kept[0]) in _KEYWORDS | _UNREAD:
-        raise _Opaque("compound command")
-    # A subshell or a { } group stays one opaque word: it can depend on anything, and its status is unknown.
-    return _Command(kept, assignments, reads_file)
-
-
-def _unquote(word: str) -> str:
-    try:
-        return "".join(shlex.split(word))
-    except ValueError:
-        return word
-
-
-def _expands(word: str) -> bool:
-    """Does the word depend on anything at run time ($var, $(...), `...`, a glob)?"""
-    unquoted = re.sub(r"'[^']*'", "", word)
-    return bool(re.search(r"[$`]", unquoted)) or bool(re.search(r"[*?]", re.sub(r'"[^"]*"', "", unquoted)))
 
 
 # --- what a command can depend on ---------------------------------------------------------------------------------
@@ -251,9 +50,9 @@ _FILE_TESTS = {
 """test operators whose operand is a path or a variable name: the test looks at the world."""
 
 
-def _literal(command: _Command, fed_by_literal: bool) -> bool:
+def _literal(command: Command, fed_by_literal: bool) -> bool:
     """Does the command only print or compare literals (given literal input when `fed_by_literal`)?"""
-    if command.reads_file or any(_expands(w) for w in [*command.words, *command.assignments]):
+    if command.reads_file or any(expands(w) for w in [*command.words, *command.assignments]):
         return False
     if not command.words:
         return True
@@ -266,7 +65,7 @@ def _literal(command: _Command, fed_by_literal: bool) -> bool:
     return fed_by_literal and name in _FILTERS and not any("/" in arg or "." in arg for arg in args)
 
 
-def _literal_script(pipelines: list[_Pipeline]) -> bool:
+def _literal_script(pipelines: list[Pipeline]) -> bool:
     for pipeline in pipelines:
         fed = False
         for command in pipeline.commands:
@@ -281,7 +80,7 @@ def _literal_script(pipelines: list[_Pipeline]) -> bool:
 _TWO_VALUED = {"test", "[", "[["}
 
 
-def _fixed_status(pipeline: _Pipeline) -> int | None:
+def _fixed_status(pipeline: Pipeline) -> int | None:
     """The exit code the pipeline always ends with, when its last command fixes it."""
     last = pipeline.commands[-1]
     status: int | None = None
@@ -296,7 +95,7 @@ def _fixed_status(pipeline: _Pipeline) -> int | None:
     return 1 if status == 0 else 0
 
 
-def _forced_status(pipelines: list[_Pipeline]) -> int | None:
+def _forced_status(pipelines: list[Pipeline]) -> int | None:
     """The exit code the whole list always ends with, or None when it depends on what its commands find."""
     if any(len(p.commands) == 1 and p.commands[0].name == "exit" for p in pipelines[:-1]):
         return None  # an earlier `exit` may end the script with its own code
@@ -314,7 +113,7 @@ def _forced_status(pipelines: list[_Pipeline]) -> int | None:
     return status
 
 
-def _possible(pipelines: list[_Pipeline], expect_exit: int) -> bool:
+def _possible(pipelines: list[Pipeline], expect_exit: int) -> bool:
     if not 0 <= expect_exit <= 255:
         return False
     if len(pipelines) != 1 or expect_exit < 2:
@@ -361,10 +160,10 @@ def _grep_operands(args: list[str]) -> tuple[str | None, list[str]]:
     return (operands[0] if operands else None), operands[1:]
 
 
-def _grep_finding(pipelines: list[_Pipeline]) -> Finding | None:
+def _grep_finding(pipelines: list[Pipeline]) -> Finding | None:
     for pipeline in pipelines:
         for position, command in enumerate(pipeline.commands):
-            if command.name not in ("grep", "egrep", "fgrep") or any(_expands(w) for w in command.words):
+            if command.name not in ("grep", "egrep", "fgrep") or any(expands(w) for w in command.words):
                 continue
             pattern, files = _grep_operands(command.args)
             files = [f for f in files if f != "-"]
@@ -397,8 +196,8 @@ def _names_list(pattern: str, files: list[str]) -> bool:
 def lint_check(check: ShellCheck) -> Finding | None:
     """Why `check` cannot tell undone work from done work, or None when the lint sees no reason."""
     try:
-        pipelines = _pipelines(check.command)
-    except _Opaque:
+        pipelines = read_pipelines(check.command)
+    except Opaque:
         return None
     if not pipelines:
         return None
@@ -419,7 +218,7 @@ def lint_check(check: ShellCheck) -> Finding | None:
     return _outcome_finding(pipelines, check)
 
 
-def _outcome_finding(pipelines: list[_Pipeline], check: ShellCheck) -> Finding | None:
+def _outcome_finding(pipelines: list[Pipeline], check: ShellCheck) -> Finding | None:
     forced = _forced_status(pipelines)
     if forced is None:
         return None
@@ -447,7 +246,7 @@ def _outcome_finding(pipelines: list[_Pipeline], check: ShellCheck) -> Finding |
     return None
 
 
-def _tail(pipelines: list[_Pipeline]) -> tuple[str, str]:
+def _tail(pipelines: list[Pipeline]) -> tuple[str, str]:
     """What fixes the exit code, quoted, and how to undo it."""
     last = pipelines[-1]
     if last.op:

@@ -58,7 +58,7 @@ def _under(path: str, root: str) -> bool:
 
 _EXTENSIONS = (
     "csv|tsv|json|jsonl|ya?ml|toml|ini|cfg|conf|env|log|txt|md|rst|py|sh|bash|js|ts|go|rs|java|c|h|cpp|rb|php|"
-    "sql|db|sqlite|sqlite3|xml|html|css|gz|tgz|tar|zip|bak|pid|lock|service|timer|crontab|pem|key|ipynb|parquet"
+    "sql|db|sqlite|sqlite3|xml|html|css|gz|tgz|tar|zip|bak|pid|lock|service|timer|crontab|pem|key|ipynb|parquet|pdf"
 )
 _SEGMENT = r"[\w.*@+-]+"
 _PATH_WITH_SLASH = re.compile(
@@ -74,21 +74,26 @@ _PRODUCT_NAME = re.compile(r"[A-Z]\w*\.js")
 def mentioned_paths(intent: Intent) -> list[str]:
     """Paths and file names the intent says the workspace already holds (from `workspace`, not the request: the
     request also names the files the agent is asked to create)."""
-    found: list[str] = []
-    for item in intent.workspace:
-        spans: list[tuple[int, int]] = []
-        for match in _PATH_WITH_SLASH.finditer(item):
-            token = match.group(1).rstrip(_TRAILING)
-            if _looks_like_path(token):
-                found.append(token)
-                spans.append(match.span(1))
-        for pattern in (_FILE_NAME, _BARE_NAMES):
-            for match in pattern.finditer(item):
-                name = match.group(1).rstrip(_TRAILING)
-                inside_a_path = any(a <= match.start(1) < b for a, b in spans)
-                if not inside_a_path and not _PRODUCT_NAME.fullmatch(name):
-                    found.append(name)
+    found = [token for item in intent.workspace for token, _ in paths_in(item)]
     return list(dict.fromkeys(found))
+
+
+def paths_in(item: str) -> list[tuple[str, int]]:
+    """The paths and file names one workspace item names, each with where it starts in the item."""
+    found: list[tuple[str, int]] = []
+    spans: list[tuple[int, int]] = []
+    for match in _PATH_WITH_SLASH.finditer(item):
+        token = match.group(1).rstrip(_TRAILING)
+        if _looks_like_path(token):
+            found.append((token, match.start(1)))
+            spans.append(match.span(1))
+    for pattern in (_FILE_NAME, _BARE_NAMES):
+        for match in pattern.finditer(item):
+            name = match.group(1).rstrip(_TRAILING)
+            inside_a_path = any(a <= match.start(1) < b for a, b in spans)
+            if not inside_a_path and not _PRODUCT_NAME.fullmatch(name):
+                found.append((name, match.start(1)))
+    return found
 
 
 def _looks_like_path(token: str) -> bool:

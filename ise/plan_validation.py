@@ -2,11 +2,12 @@
 sandboxes.
 
 Sandbox one, the initial state: seed files and dirs -> setup script (must exit 0) -> the paths the intent mentions
-must exist -> every success check must FAIL (a check that already passes proves nothing) and must not change the
-workspace (checks only look) -> every trigger condition must run -> every perturbation must exit 0, in the order
-it would fire in an episode -> nothing was written outside the allowed roots. Perturbations go after the checks
-so the checks see the pristine initial state, and in firing order so a perturbation that depends on an earlier one
-(move, then chmod the moved file) is tried the way the episode will run it.
+must exist, as the kind of thing it says they are (ise/workspace_kinds.py) -> every success check must FAIL (a
+check that already passes proves nothing) and must not change the workspace (checks only look) -> every trigger
+condition must run -> every perturbation must exit 0, in the order it would fire in an episode -> nothing was
+written outside the allowed roots. Perturbations go after the checks so the checks see the pristine initial state,
+and in firing order so a perturbation that depends on an earlier one (move, then chmod the moved file) is tried the
+way the episode will run it.
 
 Sandbox two, the solved state (when the plan carries a reference solution): seed and setup again, run each
 milestone's solution as the agent, and every check must now PASS. Together the two prove each check can tell
@@ -27,6 +28,7 @@ from ise.records import AnswerCheck, Check, CheckResult, Fixtures, Intent, Plan,
 from ise.sandbox.base import ExecResult, FileEntry, Sandbox, SandboxError
 from ise.sandbox.provider import SandboxFactory
 from ise.scope import AGENT_HOME, WORKSPACE
+from ise.workspace_kinds import kind_problems
 
 
 @dataclass
@@ -57,6 +59,7 @@ def dry_run(plan: Plan, sandbox: Sandbox, cfg: SimulateConfig) -> list[Problem]:
         if problem := _seed(sandbox, setup_only, "setup", "the setup script failed"):
             return [problem]
     problems = _consistency(plan.intent, sandbox, cfg)
+    problems += kind_problems(plan.intent, sandbox, cfg.check_timeout_s)
     problems += _checks(plan, sandbox, cfg)
     problems += _perturbations(plan, sandbox, cfg)
     if (roots := allowed_roots(plan, cfg)) is not None:
