@@ -6,7 +6,8 @@ through `ise eval`'s own run_eval on the real Docker engine; optionally pass@1 o
     .venv/bin/python bench/agentbench_bench.py --model qwen2.5-coder-0.5b   # also the model on dev, single turn
 
 Prints, per split: tasks imported and not importable (by reason), each agent's pass rate and seconds per task, and
-every task the oracle misses with its check's output (the reason, in the sandbox's words). Traces stay in --out.
+every task the oracle misses with its check's output (the reason, in the sandbox's words). s/task is the run's
+wall time over its tasks (with --workers in parallel). Traces stay in --out.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 def reason_kind(reason: str) -> str:
     """An Unimportable reason with the task's particulars taken out, to count reasons by kind."""
     reason = re.sub(r"init/[\w.-]+", "init/<file>", reason)
-    reason = re.sub(r"'[^']*'", "'...'", reason)
+    reason = re.sub(r"user '[^']*'", "user '...'", reason)
+    reason = re.sub(r"\('[^']*'\)", "('...')", reason)
     return re.sub(r"check \w+ runs", "check runs", reason)
 
 

@@ -40,6 +40,10 @@ its check accepts the right answer, not that the answer can be found. Literals t
 (core counts, user and group counts, ulimits, sizes of /home) do not hold in ise's: the oracle misses those, and
 bench/agentbench_bench.py lists each with its check's output. Every plan is checked by ise/plan_static.py, and
 what it rejects is Unimportable with its problems as the reason.
+
+Where ise differs from the suite, beyond the image: ise's agent starts in /workspace, not in its home (a task's
+relative paths land in /root, which some descriptions call the current directory); the answer compared is the
+agent's whole final message, where AgentBench's agent submits the bare answer.
 """
 
 from __future__ import annotations
@@ -194,10 +198,15 @@ def _intent(plan_id: str, description: str, category: str, labels: list[str], *,
     )
 
 
+def _rehome(text: str) -> str:
+    """inspect-evals' home spelled as ise's, and its /usr trees as /usr (see the module docstring)."""
+    return _USR_TREES.sub(r"/usr/\1", text).replace(SUITE_HOME, HOME)
+
+
 def _rehomed(value: Any) -> Any:
-    """The record with inspect-evals' home spelled as ise's, and its /usr trees as /usr (see the module docstring)."""
+    """Every string of a record _rehome'd."""
     if isinstance(value, str):
-        return _USR_TREES.sub(r"/usr/\1", value).replace(SUITE_HOME, HOME)
+        return _rehome(value)
     if isinstance(value, list):
         return [_rehomed(v) for v in value]
     if isinstance(value, dict):
@@ -222,7 +231,7 @@ def _script_file(scripts: Path, name: Any, what: str) -> str:
     path = scripts / str(name)
     if not isinstance(name, str) or not path.resolve().is_relative_to(scripts.resolve()) or not path.is_file():
         raise _Unexpressible(f"its {what} script {name} is not in the inspect-evals package")
-    return _rehomed(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return path.read_text(encoding="utf-8")
 
 
 def _code(value: Any, scripts: Path, what: str) -> str:
