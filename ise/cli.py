@@ -169,6 +169,10 @@ def export(
     require_recovery: Annotated[
         bool | None, typer.Option("--require-recovery/--any-recovery", help="Only trajectories that recovered.")
     ] = None,
+    include_unproven: Annotated[
+        bool | None,
+        typer.Option("--include-unproven/--proven-only", help="Also export trajectories of unproven plans."),
+    ] = None,
     min_user_turns: Annotated[int | None, typer.Option("--min-user-turns")] = None,
     max_user_turns: Annotated[int | None, typer.Option("--max-user-turns")] = None,
     include_infra_errors: Annotated[
@@ -194,6 +198,7 @@ def export(
     flags = {
         "include_failed": include_failed,
         "require_recovery": require_recovery,
+        "include_unproven": include_unproven,
         "min_user_turns": min_user_turns,
         "max_user_turns": max_user_turns,
         "exclude_infra_errors": None if include_infra_errors is None else not include_infra_errors,

@@ -159,6 +159,9 @@ class ExportConfig(Record):
     """Also export trajectories whose success checks did not all pass (default: verified successes only)."""
     require_recovery: bool = False
     """Keep only trajectories with at least one failure->recovery span."""
+    include_unproven: bool = False
+    """Also export trajectories of plans never proven solvable (env.plan_proven false: simulate.verify_solution
+    was off), whose checks may not tell done work from undone."""
     min_user_turns: int = Field(default=1, ge=0)
     max_user_turns: int | None = Field(default=None, ge=0)
     exclude_infra_errors: bool = True

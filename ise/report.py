@@ -155,6 +155,7 @@ def key_numbers(data: RunData) -> list[tuple[str, str]]:
         numbers.append(("intents kept", f"{len(data.intents)}" + (f" of {sampled} sampled" if sampled else "")))
     if data.plans is not None:
         numbers.append(("plans", f"{len(data.plans)} (failed: {data.errors.get('plans', 0)})"))
+        numbers.append(("plans not proven solvable", _share(sum(not p.proven for p in data.plans), len(data.plans))))
     if traces is not None:
         passed = sum(t.outcome.passed for t in traces)
         failures = [f for t in traces for f in t.failures]
@@ -165,6 +166,7 @@ def key_numbers(data: RunData) -> list[tuple[str, str]]:
             ("verified success (checks passed)", _share(passed, len(traces))),
             ("infra errors", _share(sum(t.verdict == "infra_error" for t in traces), len(traces))),
             ("setup errors (plan at fault)", _share(sum(t.verdict == "setup_error" for t in traces), len(traces))),
+            ("of unproven plans (left out of export)", _share(sum(not t.env.plan_proven for t in traces), len(traces))),
             ("answer checks passed", _share(*_checks_passed(traces, "answer"))),
             ("shell checks passed", _share(*_checks_passed(traces, "shell"))),
             ("unverified success claims", _share(sum(t.outcome.unverified_claim for t in traces), len(traces))),

@@ -240,6 +240,8 @@ def filter_reason(trace: Trace, cfg: ExportConfig) -> str | None:
         return "infra_error"
     if not cfg.include_failed and not trace.outcome.passed:
         return "checks_failed"
+    if not cfg.include_unproven and not trace.env.plan_proven:
+        return "unproven"
     if cfg.require_recovery and not any(f.recovered_by is not None for f in trace.failures):
         return "no_recovery"
     if trace.turns < cfg.min_user_turns:

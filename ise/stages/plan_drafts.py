@@ -341,6 +341,7 @@ def plan_from_draft(
         checks=checks,
         budgets=budgets,
         solution=[m.solution for m in world.milestones] if cfg.verify_solution else [],
+        proven=cfg.verify_solution,  # without the solved run, no check was seen to pass
         profile=plan_profile(intent, cfg),
         attempts=attempts,
         model=model,
