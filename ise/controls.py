@@ -9,7 +9,8 @@ solution run of ise/plan_validation.py prove the same on the checks alone; these
   the only user message: one `bash` call per milestone's script, in order, then the stdout of the last milestone
   that has answer checks (or "Done.").
 - `null_llm()`: the do-nothing agent. It answers "I do not know." and never calls a tool.
-- `relay_user_llm()`: a user simulator that sends each milestone's ask word for word, as the turn request quotes it,
+- `relay_user_llm()`: a user simulator that sends each milestone's ask word for word, as the turn request quotes it
+  (turn 1, the first ask, is sent by ise/usersim.py without a simulator call),
   and declares done once nothing is left to ask (everything verified, or no messages left).
 
 All three are ScriptedLLM responders that decide from the conversation alone, so one instance serves every plan and
@@ -38,7 +39,7 @@ _LOOP_HINTS = ("Your last reply could not be used", "Your reply was empty")
 """User messages the agent loop adds itself (transient re-ask hints), not the user's."""
 _NOTES = r"exit code -?\d+|timed out after [^\]]*|output truncated: [^\]]*|the shell session was restarted[^\]]*"
 _TRAILERS = re.compile(rf"(?:\n?\[(?:{_NOTES})\])+$")
-_QUOTED_ASK = re.compile(r'^(?:Write your first message|You are still waiting|That part is done).*?"(.*)"', re.M)
+_QUOTED_ASK = re.compile(r'^(?:You are still waiting|That part is done).*?"(.*)"', re.M)
 _DONE_TOKEN = next(token for token, verdict in VERDICT_TOKENS.items() if verdict == "done")
 
 

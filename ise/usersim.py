@@ -1,92 +1,47 @@
-"""The user simulator: an LLM that plays the plan's user, one milestone at a time, and a guard that keeps it in role.
+"""The user simulator: an LLM that plays the plan's user, one milestone at a time, kept in role by ise/role_guard.py.
 
-It is shown the dialogue plus a digest of what really ran (commands, exit codes, files changed, check results), so
-an agent that claims success over a failed command is called out. It ends the episode with a verdict token.
-Drafts that slip into the assistant's role (offering help, solving the task, emitting code or tool calls) are
-rejected and re-drafted with the reason; the count is the drift rate.
+The first turn is the first milestone's ask as the plan wrote it: the request the plan was proven against, and no
+chance for a model to open as the assistant ("Hello! How can I help you?"). From then on the simulator is shown
+the dialogue plus a digest of what really ran (commands, exit codes, files changed, check results), so an agent
+that claims success over a failed command is called out; it ends the episode with a verdict token. A draft that
+slips out of role is re-drafted with the reason (the count is the drift rate); when every draft drifts, the turn
+falls back to scripted words (prompts/user_fallback.jinja) that fit where the episode stands.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 from ise.agent import Meter
 from ise.checks import describe
 from ise.llm.base import LLM, LLMError
 from ise.prompts import render
-from ise.records import Check, CheckProbe, Message, Milestone, Plan, Step
+from ise.records import Check, CheckProbe, Message, Plan, Step
+from ise.role_guard import VERDICT_TOKENS, Verdict, drift_reason, judge_draft, split_verdict
 
-Verdict = Literal["done", "give_up"]
-VERDICT_TOKENS: dict[str, Verdict] = {"[[DONE]]": "done", "[[GIVE_UP]]": "give_up"}
-
-_ASSISTANT_PATTERNS = [
-    (re.compile(r"\bhow (?:can|may|could) i (?:help|assist)", re.I), "offers help"),
-    (re.compile(r"\b(?:i'?m|i am|i'd be|i would be) (?:happy|glad|here) to (?:help|assist)", re.I), "offers help"),
-    (re.compile(r"\banything else (?:i can|you'?d like me to)", re.I), "offers help"),
-    (re.compile(r"\blet me know if you (?:need|have) any", re.I), "offers help"),
-    (re.compile(r"\bas an ai\b", re.I), "speaks as an AI"),
-    (re.compile(r"^\s*(?:assistant|agent|ai)\s*:", re.I | re.M), "speaks as the assistant"),
-    (re.compile(r"^\s*(?:certainly|absolutely)\b", re.I), "answers like an assistant"),
-    (
-        re.compile(r"\bhere(?:'s| is) (?:how you can|the (?:updated|fixed|corrected|complete) )", re.I),
-        "solves the task",
-    ),
-    (re.compile(r"\byou can (?:run|use) the following\b", re.I), "solves the task"),
-    (re.compile(r"</?tool_call>|\"arguments\"\s*:", re.I), "emits a tool call"),
-    (
-        re.compile(r"\bmilestones?\b|\bin your own (?:words|voice)\b|\brole-?play|\bas the user\b", re.I),
-        "talks about the role-play",
-    ),
-    (re.compile(r"```"), "emits a code block"),
+__all__ = [
+    "VERDICT_TOKENS",
+    "MilestoneView",
+    "UserSimulator",
+    "UserTurn",
+    "Verdict",
+    "drift_reason",
+    "execution_digest",
+    "split_verdict",
+    "transcript",
 ]
-_SPEAKER_PREFIX = re.compile(r"^\s*(?:user|me)\s*:\s*", re.I)
-
-
-def drift_reason(text: str) -> str | None:
-    """Why this draft is not something the user would say, or None when it is in role."""
-    if not text.strip():
-        return "empty message"
-    stripped = text.strip()
-    if stripped[0] in "{[":
-        try:
-            json.loads(stripped)
-        except json.JSONDecodeError:
-            pass
-        else:
-            return "emits JSON"
-    for pattern, reason in _ASSISTANT_PATTERNS:
-        if pattern.search(text):
-            return reason
-    return None
-
-
-def split_verdict(text: str) -> tuple[str, Verdict | None]:
-    """Remove a verdict token (the last one wins) and return the remaining message and the verdict."""
-    verdict: Verdict | None = None
-    best = -1
-    for token, value in VERDICT_TOKENS.items():
-        at = text.rfind(token)
-        if at > best:
-            best, verdict = at, value
-    for token in VERDICT_TOKENS:
-        text = text.replace(token, "")
-    return _SPEAKER_PREFIX.sub("", text.strip()).strip(), verdict
 
 
 @dataclass
 class UserTurn:
-    text: str | None
-    """The message to send (with a verdict: the user's closing remark, not sent to the agent); None when every
-    draft drifted and no scripted ask was left to fall back on."""
+    text: str
+    """The message to send (with a verdict: the user's closing remark, not sent to the agent)."""
     verdict: Verdict | None = None
     rejected: list[str] = field(default_factory=list)
     """Drift reasons of drafts thrown away before this one."""
     fallback: bool = False
-    """Every draft drifted; this is the milestone's scripted ask."""
+    """Every draft drifted; this is the scripted fallback."""
 
 
 @dataclass
@@ -111,9 +66,11 @@ class UserSimulator:
     def next_turn(
         self, dialogue: Sequence[Message], digest: str, view: MilestoneView, *, turn: int, max_turns: int
     ) -> UserTurn:
-        """Draft the next user message. Raises LLMError only for infra failures; a malformed answer counts as a
-        drifted draft."""
+        """The next user message: the first milestone's ask on turn 1, a draft in role after it. Raises LLMError
+        only for infra failures; a malformed answer counts as a drifted draft."""
         milestones = self.plan.user.milestones
+        if turn == 1:
+            return UserTurn(text=milestones[0].ask if milestones else self.plan.intent.request)
         request = render(
             "user_turn.jinja",
             transcript=transcript(dialogue),
@@ -129,23 +86,14 @@ class UserSimulator:
         rejected: list[str] = []
         for attempt in range(self.regenerations + 1):
             draft = self._draft(messages, turn, attempt)
-            text, verdict = split_verdict(draft)
-            reason = "ends the conversation before it started" if verdict and turn == 1 else None
-            reason = reason or (None if verdict and not text else drift_reason(text))
+            text, verdict, reason = judge_draft(draft)
             if reason is None:
                 return UserTurn(text=text, verdict=verdict, rejected=rejected)
             rejected.append(reason)
-            messages = [
-                *messages,
-                Message(role="assistant", content=draft),
-                Message(
-                    role="user",
-                    content=f"That draft breaks your role ({reason}). You are the USER, not the assistant: write "
-                    "only what this user would type next, in plain words, with no code, commands or offers of help.",
-                ),
-            ]
-        ask = _fallback_ask(milestones, view)
-        return UserTurn(text=ask, rejected=rejected, fallback=ask is not None)
+            redraft = render("user_redraft.jinja", reason=reason)
+            messages = [*messages, Message(role="assistant", content=draft), Message(role="user", content=redraft)]
+        text, verdict = self._fallback(view, turn=turn, max_turns=max_turns)
+        return UserTurn(text=text, verdict=verdict, rejected=rejected, fallback=True)
 
     def _draft(self, messages: list[Message], turn: int, attempt: int) -> str:
         try:
@@ -156,11 +104,19 @@ class UserSimulator:
             return ""  # judged as an empty (drifted) draft
         return completion.message.content or ""
 
-
-def _fallback_ask(milestones: Sequence[Milestone], view: MilestoneView) -> str | None:
-    if view.current < len(milestones) and view.current not in view.asked:
-        return milestones[view.current].ask
-    return None
+    def _fallback(self, view: MilestoneView, *, turn: int, max_turns: int) -> tuple[str, Verdict | None]:
+        """Scripted words for where the episode stands: a milestone not asked yet is asked as written, one still
+        open is asked again, and once everything is verified the user says so and is done (the checks, not the
+        simulator, judged it)."""
+        milestones = self.plan.user.milestones
+        if view.current >= len(milestones):
+            return render("user_fallback.jinja", stage="done").strip(), "done"
+        ask = milestones[view.current].ask
+        if turn > max_turns:
+            return render("user_fallback.jinja", stage="out_of_turns", ask=ask).strip(), None
+        if view.current in view.asked:
+            return render("user_fallback.jinja", stage="again", ask=ask).strip(), None
+        return ask, None
 
 
 def transcript(dialogue: Sequence[Message], limit: int = 2000) -> str:

@@ -153,11 +153,6 @@ def sim_request(messages: Sequence[Message]) -> str:
     return first[0].content or "" if first else ""
 
 
-def sim_opening(messages: Sequence[Message]) -> bool:
-    """Is the simulator asked for the user's first message?"""
-    return "Write your first message" in sim_request(messages)
-
-
 def sim_closing(messages: Sequence[Message]) -> bool:
     """Is the simulator asked for its verdict (everything done, or no messages left)?"""
     request = sim_request(messages)
@@ -192,7 +187,8 @@ def scripted_turns(turns: dict[int, list[Reply]], sub: list[Reply] | None = None
 
 
 def simple_user(*, drift_on_turn: int | None = None, done_after: int = 2) -> Responder:
-    """A user that asks each milestone in turn and says done after `done_after` turns (or when all are met)."""
+    """A user that asks each milestone in turn (the first is the plan's own ask, sent without the simulator) and
+    says done after `done_after` turns (or when all are met)."""
     drifted: set[int] = set()
     lock = threading.Lock()
 
@@ -203,8 +199,6 @@ def simple_user(*, drift_on_turn: int | None = None, done_after: int = 2) -> Res
             if turn == drift_on_turn and not regenerating and turn not in drifted:
                 drifted.add(turn)
                 return {"content": "Sure! I'd be happy to help. Here's how you can count rows: ```wc -l```"}
-        if sim_opening(messages):
-            return {"content": "hey, count the data rows of sales.csv into count.txt"}
         if sim_closing(messages) or turn > done_after:
             return {"content": "ok thanks [[DONE]]"}
         return {"content": "good. now write report.txt that says 'report ready'"}

@@ -17,7 +17,6 @@ from execute_support import (
     make_plan,
     results_this_turn,
     scripted_turns,
-    sim_opening,
     simple_user,
     user_turn,
 )
@@ -246,7 +245,7 @@ def test_role_drift_is_regenerated_and_counted(sandboxes: SandboxFactory) -> Non
     assert said[1] == "good. now write report.txt that says 'report ready'"
 
 
-def test_every_draft_drifting_falls_back_to_the_scripted_ask(sandboxes: SandboxFactory) -> None:
+def test_every_draft_drifting_falls_back_to_scripted_words(sandboxes: SandboxFactory) -> None:
     def drifting_user(
         messages: Sequence[Message], tools: Sequence[ToolSpec], schema: dict[str, Any] | None
     ) -> dict[str, Any]:
@@ -255,12 +254,15 @@ def test_every_draft_drifting_falls_back_to_the_scripted_ask(sandboxes: SandboxF
     agent = scripted_turns({1: [{"content": "What should I do?"}]})
     trace, config = run(make_plan(max_user_turns=2), agent, drifting_user, sandboxes)
 
-    regenerations = config.execute.user_regenerations + 1
-    # turn 1 falls back to milestone 1's ask; turn 2 has no unasked milestone left to fall back on
-    assert [m.content for m in trace.messages if m.role == "user"] == [make_plan().user.milestones[0].ask]
-    assert trace.user.fallbacks == 1
-    assert trace.user.drift_detected == 2 * regenerations
-    assert trace.termination == TerminationReason.ROLE_DRIFT
+    drafts = config.execute.user_regenerations + 1
+    ask = make_plan().user.milestones[0].ask
+    # turn 1 is the plan's ask; turn 2 asks again for the milestone still open; the closing call after the last
+    # turn drifts too and falls back to a remark that is not sent: the budget ends the episode
+    assert [m.content for m in trace.messages if m.role == "user"] == [ask, f"That is still not done. {ask}"]
+    assert trace.user.fallbacks == 2
+    assert trace.user.drift_detected == 2 * drafts
+    assert trace.user.drift_reasons == ["answers like an assistant"] * (2 * drafts)
+    assert trace.termination == TerminationReason.MAX_TURNS
 
 
 def test_model_errors_are_data_and_malformed_replies_are_retried(sandboxes: SandboxFactory) -> None:
@@ -321,8 +323,6 @@ def test_user_gives_up(sandboxes: SandboxFactory) -> None:
     def quitter(
         messages: Sequence[Message], tools: Sequence[ToolSpec], schema: dict[str, Any] | None
     ) -> dict[str, Any]:
-        if sim_opening(messages):
-            return {"content": "count the rows of sales.csv into count.txt"}
         return {"content": "This is going nowhere. [[GIVE_UP]]"}
 
     trace, _ = run(make_plan(), scripted_turns({1: [bash("false"), {"content": "Done!"}]}), quitter, sandboxes)
@@ -359,7 +359,8 @@ def test_the_user_simulator_sees_what_really_ran_not_just_the_claim(sandboxes: S
     agent = scripted_turns({1: [bash("wc -l < sales.cvs > count.txt"), {"content": "Done, count.txt is ready."}]})
     run(make_plan(max_user_turns=1), agent, watching_user, sandboxes)
 
-    after_turn_1 = requests[1]
+    assert len(requests) == 1  # turn 1 is the plan's own ask: the simulator is first called after the agent's turn
+    after_turn_1 = requests[0]
     assert "AGENT: Done, count.txt is ready." in after_turn_1
     assert (
         "wc -l < sales.cvs > count.txt` -> exit 1 (bash: line 1: sales.cvs: No such file or directory)" in after_turn_1

@@ -241,7 +241,7 @@ def test_an_endpoint_down_stops_the_stage_and_the_rerun_retries_those_trajectori
     assert [t.termination for t in first] == [TerminationReason.INFRA_ERROR] * 2
     assert first[0].infra_error is not None
     assert first[0].infra_error.kind == "connection"
-    assert first[0].infra_error.role == "user"  # the user simulator speaks first
+    assert first[0].infra_error.role == "agent"  # turn 1 is the plan's own ask: the agent is the first to call
 
     agent = scripted_turns({1: [bash("echo 3 > count.txt"), {"content": "Done."}], 2: [{"content": "Done."}]})
     with FakeOpenAI(agent, simple_user()).running() as up:

@@ -95,8 +95,8 @@ def test_a_wrong_answer_fails_and_the_user_simulator_is_told(sandboxes: SandboxF
     assert not trace.outcome.passed
     rows = trace.outcome.checks[0]
     assert rows.reason == "4 is not 3 (tolerance 0)"
-    assert "- NOT OK: the number of rows (the agent's answer)" in requests[1]
-    assert "- ok: names the file (the agent's answer)" in requests[1]
+    assert "- NOT OK: the number of rows (the agent's answer)" in requests[0]  # turn 1 needs no simulator call
+    assert "- ok: names the file (the agent's answer)" in requests[0]
 
 
 def test_the_answer_of_the_milestones_turn_counts_not_a_later_pleasantry(sandboxes: SandboxFactory) -> None:

@@ -127,7 +127,7 @@ def _turn_request(plan: Plan, *, current: int, asked: set[int], turn: int) -> li
     """What the user simulator is sent, rendered from the real prompt."""
     request = render(
         "user_turn.jinja",
-        transcript="" if turn == 1 else "YOU: hello\n\nAGENT: hi",
+        transcript=f"YOU: {plan.user.milestones[0].ask}\n\nAGENT: hi",
         digest="The agent ran no commands and changed no files.",
         milestones=plan.user.milestones,
         current=current,
@@ -147,7 +147,7 @@ def test_the_relay_user_sends_the_asks_then_declares_done() -> None:
     def says(**state: Any) -> str:
         return relay.chat(_turn_request(plan, **state)).message.content or ""
 
-    assert says(current=0, asked=set(), turn=1) == first
+    # turn 1 is the first ask itself (ise/usersim.py): the relay is first called for turn 2
     assert says(current=0, asked={0}, turn=2) == first  # still waiting: asks again
     assert says(current=1, asked={0}, turn=2) == second
     assert says(current=2, asked={0, 1}, turn=3).endswith("[[DONE]]")
