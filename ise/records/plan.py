@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
+from ise.completeness import cut_off_reason
 from ise.records.base import Record
 
 # --- fixtures: the state seeded before the agent starts ---------------------------------------------------------
@@ -70,6 +71,14 @@ class IntentDraft(Record):
         max_length=6,
         description="What the workspace is assumed to already contain (files, repos, services), one item each.",
     )
+
+    @field_validator("request", "deliverable")
+    @classmethod
+    def _whole(cls, text: str) -> str:
+        # a cut-off draft goes back to the model with this reason (ise/llm/structured.chat_json), then to the errors
+        if reason := cut_off_reason(text):
+            raise ValueError(f"cut off: {reason}. Write it whole, ending with a complete sentence")
+        return text
 
 
 class Intent(Record):
