@@ -4,6 +4,7 @@ through `ise eval`'s own run_eval on the real Docker engine; optionally pass@1 o
     .venv/bin/python bench/agentbench_bench.py                      # oracle and null on dev + test
     .venv/bin/python bench/agentbench_bench.py --split dev --workers 2
     .venv/bin/python bench/agentbench_bench.py --model qwen2.5-coder-0.5b   # also the model on dev, single turn
+    .venv/bin/python bench/agentbench_bench.py --split dev --no-controls --model qwen2.5-coder-0.5b -c seed=1
 
 Prints, per split: tasks imported and not importable (by reason), each agent's pass rate and seconds per task, and
 every task the oracle misses with its check's output (the reason, in the sandbox's words). s/task is the run's
@@ -85,16 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=MODELS, help="also run this embedded model as the agent on dev")
     parser.add_argument("--no-controls", action="store_true", help="skip the oracle and null runs")
     parser.add_argument("--out", type=Path, help="folder for the traces (default: a temporary one)")
+    parser.add_argument("-c", dest="overrides", action="append", default=[], help="config override, e.g. seed=1")
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="agentbench-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    config = load_config([])
+    config = load_config(args.overrides)
     splits = ["dev", "test"] if args.split == "all" else [args.split]
     for split in splits:
         tasks = load_tasks(f"agentbench-os:{split}", config)
         results = {} if args.no_controls else {a: run_agent(tasks, a, out, config, args.workers) for a in AGENTS}
         if args.model and split == "dev":
-            model_config = load_config([f"llm={{kind: embedded, model: {args.model}}}"])
+            model_config = load_config([*args.overrides, f"llm={{kind: embedded, model: {args.model}}}"])
             results[args.model] = run_agent(tasks, "llm", out, model_config, args.workers)
             print(f"{args.model} on dev: {results[args.model][1]:.0f} s wall", file=sys.stderr)
         report_split(tasks, results)
