@@ -20,8 +20,8 @@ from execute_support import docker_engine  # noqa: F401  (a fixture, requested b
 from simulate_support import CARD, GOOD_WORLD, docker_sandboxes, intent
 
 import ise.seeds
-from ise.config import SimulateConfig, load_config
-from ise.controls import null_llm, oracle_llm, relay_user_llm
+from ise.config import Config, SimulateConfig, load_config
+from ise.controls import oracle_llm
 from ise.errors import InputError
 from ise.jsonl import read_records
 from ise.llm.scripted import ScriptedLLM
@@ -32,9 +32,9 @@ from ise.sandbox import lifecycle
 from ise.sandbox.docker import shared_api
 from ise.sandbox.provider import SandboxFactory, open_provider
 from ise.seeds import domains, load_seed_tasks, load_seeds, seed_examples
-from ise.stages.episode import ExecuteEnv, execute_plan
+from ise.stages.evaluate import run_eval
 from ise.stages.simulate import run_simulate
-from ise.tasks import load_tasks
+from ise.tasks import TaskSet, load_tasks
 from ise.taxonomy import load_taxonomy
 from ise.usersim import drift_reason
 
@@ -43,8 +43,14 @@ BY_NAME = {plan.id.removeprefix("seed/"): plan for plan in SEEDS}
 TAXONOMY_DOMAINS = {"files", "text", "data", "logs", "backup", "documents", "git", "services", "security"}
 TAXONOMY_DOMAINS |= {"packages", "automation", "network"}
 RUN_ID = f"test-seeds-{uuid.uuid4().hex[:8]}"
-EPISODE_SEEDS = ["sort-downloads-and-dedupe", "flatten-camera-import", "count-large-raw-files"]
-"""Seeds run as whole episodes: two whose perturbation fires mid-task, one plain question."""
+EPISODE_SEEDS = [
+    "sort-downloads-and-dedupe",  # a perturbation mid-task, a shell check and an answer
+    "ssh-bruteforce-blocklist",  # a perturbation the state-computed check must follow, three milestones
+    "hosts-override-resolution",  # admin: /etc/hosts is a bind mount
+    "pidfile-control-script",  # a script whose behaviour the check exercises
+    "count-large-raw-files",  # one question, single answer
+]
+"""Seeds run as whole episodes through `ise eval`."""
 
 
 def _has_answer(plan: Plan) -> bool:
@@ -196,25 +202,24 @@ def test_every_seed_is_proven(sandboxes: SandboxFactory) -> None:
     print(f"{len(SEEDS)} seeds proven in {time.monotonic() - started:.1f} s")
 
 
-def _episode(plan: Plan, agent: ScriptedLLM, factory: SandboxFactory) -> Trace:
-    env = ExecuteEnv(
-        config=load_config(["llm.kind=scripted"]), agent_llm=agent, user_llm=relay_user_llm(), sandbox_factory=factory
-    )
-    return execute_plan(plan, env)
-
-
 @pytest.mark.docker
-@pytest.mark.parametrize("name", EPISODE_SEEDS)
-def test_the_reference_agent_passes_a_seed_and_doing_nothing_fails(name: str, sandboxes: SandboxFactory) -> None:
-    plan = BY_NAME[name]
-    done = _episode(plan, oracle_llm(plan), sandboxes)
-    assert done.infra_error is None
-    assert done.outcome.passed, [(c.id, c.reason or c.stderr[-200:]) for c in done.outcome.checks if not c.passed]
-    assert done.user.milestones_reached == len(plan.user.milestones)
-    assert sorted(e.id for e in done.events if e.exit_code == 0) == sorted(p.id for p in plan.perturbations)
-    nothing = _episode(plan, null_llm(), sandboxes)
-    assert nothing.infra_error is None
-    assert [c.id for c in nothing.outcome.checks if c.passed] == []
+def test_ise_eval_on_seeds_the_oracle_passes_and_null_fails(tmp_path: Path, sandboxes: SandboxFactory) -> None:
+    """Whole multi-turn episodes through `ise eval` (the relay user sends each ask; perturbations fire mid-task)."""
+    tasks = TaskSet(suite="seeds", plans=[BY_NAME[name] for name in EPISODE_SEEDS])
+    config = Config(run_dir=tmp_path, workers=2)
+    oracle = run_eval(
+        tasks, tmp_path / "oracle.jsonl", config, agent="oracle", multi_turn=True, sandbox_factory=sandboxes
+    )
+    assert [(t.id, t.passed, t.cause) for t in oracle.tasks if t.passed != 1] == []
+    assert oracle.not_run == []
+    traces = {t.id: t for t in read_records(tmp_path / "oracle.jsonl", Trace)}
+    for name in EPISODE_SEEDS:
+        plan = BY_NAME[name]
+        fired = sorted(e.id for e in traces[plan.id].events if e.exit_code == 0)
+        assert fired == sorted(p.id for p in plan.perturbations), name
+    null = run_eval(tasks, tmp_path / "null.jsonl", config, agent="null", multi_turn=True, sandbox_factory=sandboxes)
+    assert [t.id for t in null.tasks if t.passed] == []
+    assert all(t.cause for t in null.tasks)
 
 
 @pytest.mark.docker
