@@ -56,6 +56,12 @@ _EXTENSIONS: list[tuple[Kind, re.Pattern[str]]] = [
     ("sqlite", re.compile(r"\.sqlite3?$", re.IGNORECASE)),
 ]
 _CRON = re.compile(r"\bcron(?:tab)?\b", re.IGNORECASE)
+_CRON_ENTRY = re.compile(
+    r"\bcron(?:tab)? (?:jobs?|entr(?:y|ies)|lines?|schedules?)\b|\b(?:in|from|by|via|with|under) (?:the |a )?"
+    r"(?:agent's |root's |user's |system )?cron(?:tab)?\b",
+    re.IGNORECASE,
+)
+"""Words that say an entry is installed (not merely that a file mentions cron: "a copy of the crontab, x.txt")."""
 _SCRIPT = re.compile(r"[\w.-]+\.(?:sh|py|pl|rb|js)$")
 
 _PUNCT = r"[\s,:()`'\"-]*"
@@ -101,8 +107,8 @@ def _item_claims(item: str) -> list[Claim]:
             taken.append(match.span())
             if token := _adjacent(item, match, paths, kind):
                 found.append(Claim(token, kind, match.group(0)))
-    if _CRON.search(item):
-        scripts = [token for token, _ in paths if _SCRIPT.search(token)]
+    scripts = [token for token, _ in paths if _SCRIPT.search(token)]
+    if _CRON_ENTRY.search(item) and len(scripts) == len(paths):  # a non-script path: the item is about a file
         found.append(Claim(scripts[0] if len(scripts) == 1 else "", "cron", "a cron entry"))
     return found
 

@@ -46,6 +46,7 @@ def test_a_kind_named_next_to_a_path_is_read(item: str, expected: list[tuple[str
         "a script ~/bin/start.sh that starts the running service",  # start.sh is not what runs
         "report.md with a PDF attachment",  # a file does not hold things
         "logs/app.log with 500 errors",
+        "a copy of the server crontab, /workspace/ops/crontab.txt",  # a file about cron, not an entry
         "a README.md with links to the docs",
     ],
 )

@@ -267,8 +267,6 @@ def _converse(episode: Episode, ctx: AgentContext) -> None:
         episode.user.drift_detected += len(said.rejected)
         episode.user.drift_reasons += said.rejected
         episode.user.fallbacks += said.fallback
-        if said.text is None:
-            raise EpisodeEnded(TerminationReason.ROLE_DRIFT, "the user simulator could not stay in role")
         if said.verdict is not None:
             episode.user.verdict = said.verdict
             episode.user.final_message = said.text
