@@ -182,6 +182,59 @@ class ExportConfig(Record):
     """Rows rendered through the embedded model's chat template as a check; 0 skips the check."""
 
 
+class TrainConfig(Record):
+    """`ise train`: supervised fine-tuning on an export's trl/ rows (see ise/train/trainer.py)."""
+
+    model: str = "qwen2.5-coder-0.5b"
+    """Base model: a Hugging Face model folder, a .gguf file, or an embedded model name (read from its GGUF)."""
+    method: Literal["lora", "full"] = "lora"
+    """lora: train a peft LoRA adapter on the frozen model; full: update every weight."""
+    lora_r: int = Field(default=16, ge=1)
+    """LoRA rank."""
+    lora_alpha: int = Field(default=32, ge=1)
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Dropout on the LoRA branch."""
+    lora_targets: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Module names the adapter wraps (Qwen2/Llama naming: every attention and MLP projection)."""
+    max_length: int = Field(default=4096, ge=16)
+    """Longest training sequence, in tokens of the rendered chat template (tools included)."""
+    overlong: Literal["truncate_turns", "drop", "error"] = "truncate_turns"
+    """A row longer than max_length: cut after the last assistant turn that fits whole, drop it (counted), or stop
+    with an error naming it. Never cut mid-message."""
+    epochs: float = Field(default=1.0, gt=0)
+    """Passes over the training rows (ignored when max_steps is set)."""
+    max_steps: int | None = Field(default=None, ge=1)
+    """Optimizer steps to run; overrides epochs."""
+    learning_rate: float = Field(default=2e-4, gt=0)
+    """Peak learning rate (2e-4 suits LoRA; use about 1e-5 for full fine-tuning)."""
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0)
+    """Share of the steps spent warming the learning rate up."""
+    batch_size: int = Field(default=1, ge=1)
+    """Rows per device per forward pass."""
+    grad_accum: int = Field(default=8, ge=1)
+    """Forward passes per optimizer step (effective batch = batch_size x grad_accum x devices)."""
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass: much less memory for about a third more time."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """auto: bfloat16 on a GPU that supports it, else float32."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train; auto picks a GPU when there is one."""
+    save_steps: int = Field(default=50, ge=1)
+    """Checkpoint every this many optimizer steps (what --resume continues from)."""
+    logging_steps: int = Field(default=1, ge=1)
+    """Report the loss every this many optimizer steps."""
+    merge: bool = False
+    """Also write the base model with the adapter merged into it (merged/ inside the output folder)."""
+    exclude_tasks: list[str] = Field(default_factory=list)
+    """Task sources (as `ise eval --tasks`) whose tasks no training row may overlap; overlaps are refused and
+    counted (ise/train/decontam.py)."""
+    plans: Path | None = None
+    """The plans the training traces ran, so decontamination can compare fixtures too."""
+
+
 class Config(Record):
     run_dir: Path = Path("runs/default")
     """Where `ise run` keeps every stage's output."""
@@ -192,6 +245,7 @@ class Config(Record):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     intents: IntentsConfig = Field(default_factory=IntentsConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     execute: ExecuteConfig = Field(default_factory=ExecuteConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)

@@ -62,6 +62,31 @@ class EmbeddedBackend(Record):
         return embedded_llm(self)
 
 
+class TransformersBackend(Record):
+    """A local Hugging Face model (plus an optional LoRA adapter from `ise train`) run in-process, CPU or GPU."""
+
+    kind: Literal["transformers"] = "transformers"
+    model: str = "qwen2.5-coder-0.5b"
+    """A Hugging Face model folder, a .gguf file, or an embedded model name (read from its GGUF)."""
+    adapter: Path | None = None
+    """A LoRA adapter folder written by `ise train`, applied on top of `model`."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: a GPU when there is one."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """auto: bfloat16 on a GPU that supports it, else float32."""
+    temperature: float = 0.7
+    """Sampling temperature; 0 decodes greedily."""
+    max_tokens: int = 1024
+    """Most tokens generated per answer."""
+    schema_attempts: int = Field(default=3, ge=1)
+    """Generations tried per call until one matches the caller's response schema."""
+
+    def build(self) -> LLM:
+        from ise.llm.transformers_chat import TransformersChat
+
+        return TransformersChat(self)
+
+
 class ScriptedBackend(Record):
     """A deterministic fake for tests and dry runs: replays scripted replies in order."""
 
@@ -77,4 +102,6 @@ class ScriptedBackend(Record):
         return ScriptedLLM.from_config(self)
 
 
-LLMBackend = Annotated[OpenAIBackend | EmbeddedBackend | ScriptedBackend, Field(discriminator="kind")]
+LLMBackend = Annotated[
+    OpenAIBackend | EmbeddedBackend | TransformersBackend | ScriptedBackend, Field(discriminator="kind")
+]
