@@ -173,6 +173,17 @@ def export(
         bool | None,
         typer.Option("--include-unproven/--proven-only", help="Also export trajectories of unproven plans."),
     ] = None,
+    include_whole_delegation: Annotated[
+        bool | None,
+        typer.Option(
+            "--include-whole-delegation/--exclude-whole-delegation",
+            help="Also export trajectories whose agent delegated the whole request at its first step.",
+        ),
+    ] = None,
+    subagent_rows: Annotated[
+        bool | None,
+        typer.Option("--subagent-rows/--no-subagent-rows", help="Also export each sub-agent conversation as a row."),
+    ] = None,
     min_user_turns: Annotated[int | None, typer.Option("--min-user-turns")] = None,
     max_user_turns: Annotated[int | None, typer.Option("--max-user-turns")] = None,
     include_infra_errors: Annotated[
@@ -199,6 +210,8 @@ def export(
         "include_failed": include_failed,
         "require_recovery": require_recovery,
         "include_unproven": include_unproven,
+        "include_whole_delegation": include_whole_delegation,
+        "subagent_rows": subagent_rows,
         "min_user_turns": min_user_turns,
         "max_user_turns": max_user_turns,
         "exclude_infra_errors": None if include_infra_errors is None else not include_infra_errors,
@@ -214,6 +227,31 @@ def export(
     cfg = config_from([*(config or []), *overrides])
     refuse_config_as_output(config, output)
     run_export(input_path, output, cfg, console=console)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="An export's trl/ folder (train.jsonl, validation.jsonl).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Adapter (or model) folder to write.")],
+    config: ConfigOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint of -o.")] = False,
+    merge: Annotated[bool | None, typer.Option("--merge/--no-merge", help="Also write the merged model.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", min=1, help="Optimizer steps (train.max_steps).")
+    ] = None,
+    exclude_tasks: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-tasks", help="Task source (as eval --tasks) no training row may overlap; repeatable."),
+    ] = None,
+) -> None:
+    """Fine-tune a model on exported trajectories (TRL SFTTrainer, LoRA or full), loss on the assistant's tokens."""
+    from ise.train.trainer import run_train
+
+    flags = {"merge": merge, "max_steps": max_steps, "exclude_tasks": exclude_tasks}
+    overrides = [f"train.{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
+    cfg = config_from([*(config or []), *overrides])
+    refuse_config_as_output(config, output)
+    run_train(data, output, cfg, resume=resume, console=console)
 
 
 @app.command()
