@@ -109,6 +109,8 @@ class ExecuteConfig(Record):
     """Cap on the agent's conversation length in tokens (prompt + completion of its latest call)."""
     max_delegate_steps: int = Field(default=8, ge=1)
     """Tool steps a delegated sub-agent may take before it must answer."""
+    delegate_for: list[Complexity] = Field(default_factory=lambda: list[Complexity](["complex"]))
+    """Plan complexities whose agent is offered the delegate tool (and told of it); [] never offers it."""
     malformed_retries: int = Field(default=2, ge=0)
     """Re-asks after an agent reply that could not be parsed, before the episode ends as model_error."""
     user_regenerations: int = Field(default=2, ge=0)
@@ -162,6 +164,12 @@ class ExportConfig(Record):
     include_unproven: bool = False
     """Also export trajectories of plans never proven solvable (env.plan_proven false: simulate.verify_solution
     was off), whose checks may not tell done work from undone."""
+    include_whole_delegation: bool = False
+    """Also export trajectories whose agent delegated the whole request at its first step (filtered reason
+    delegated_whole_request): they teach delegating, not working."""
+    subagent_rows: bool = False
+    """Also export each sub-agent conversation of a kept trajectory as a row of its own (id
+    `<trace id>/delegate/<call id>`, metadata.subagent true), in its parent's split."""
     min_user_turns: int = Field(default=1, ge=0)
     max_user_turns: int | None = Field(default=None, ge=0)
     exclude_infra_errors: bool = True

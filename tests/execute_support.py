@@ -20,6 +20,7 @@ import pytest
 from ise.records import (
     Budgets,
     Check,
+    Complexity,
     FileFixture,
     Fixtures,
     HiddenFact,
@@ -69,6 +70,7 @@ def make_plan(
     command_timeout_s: float = 10,
     wall_clock_s: float = 120,
     max_tokens: int = 200_000,
+    complexity: Complexity = "simple",
 ) -> Plan:
     """A small, realistic plan: count the rows of a CSV, then write a report."""
     persona = Persona(role="data analyst", industry="retail", experience="junior", style="terse")
@@ -78,7 +80,7 @@ def make_plan(
         domain="data processing",
         tasks=["count-rows", "write-report"],
         tools=["wc", "bash"],
-        complexity="simple",
+        complexity=complexity,
         expected_turns=2,
         request="Count the rows in sales.csv into count.txt, then write report.txt.",
         deliverable="count.txt with the row count; report.txt saying the report is ready.",

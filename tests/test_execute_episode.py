@@ -86,7 +86,8 @@ def test_multi_turn_episode_with_recovery_perturbations_and_delegation(sandboxes
                 script="echo 'from ops' > /workspace/NOTE",
                 at_user_turn=2,
             ),
-        ]
+        ],
+        complexity="complex",  # the delegate tool is offered for complex plans only (execute.delegate_for)
     )
     agent = scripted_turns(
         {
@@ -147,6 +148,7 @@ def test_multi_turn_episode_with_recovery_perturbations_and_delegation(sandboxes
     assert delegate.sub_steps[0].changes[0].path == "/workspace/report.txt"
     assert [m.role for m in delegate.sub_messages] == ["system", "user", "assistant", "tool", "assistant"]
     assert "delegated" in trace.tags
+    assert "delegated_whole_request" not in trace.tags  # it worked on turn 1 itself, and delegated in turn 2
     assert "perturbed" in trace.tags
 
     assert [p.milestone for p in trace.probes] == ["m1", "m2"]

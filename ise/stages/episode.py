@@ -24,7 +24,6 @@ from ise.agent import (
     EpisodeEnded,
     Meter,
     ToolBox,
-    agent_tools,
 )
 from ise.checks import answer_for, run_check
 from ise.config import Config, ExecuteConfig
@@ -44,6 +43,7 @@ from ise.records import (
     Profile,
     Step,
     TerminationReason,
+    ToolSpec,
     Trace,
     UserSimReport,
 )
@@ -52,6 +52,7 @@ from ise.runner import stop_requested
 from ise.sandbox.base import Sandbox, SandboxError, SandboxInfo, SetupScriptFailed
 from ise.sandbox.provider import SandboxFactory
 from ise.scope import watched_roots
+from ise.stages.delegation import DELEGATE_TOOL, offered_tools
 from ise.stages.trace_build import build_trace
 from ise.usersim import MilestoneView, UserSimulator, execution_digest
 
@@ -101,6 +102,8 @@ class Episode:
     """Milestone id -> the agent's last answer while that milestone was current."""
     profile: Profile = "user"
     attempt: int = 0
+    tools: list[ToolSpec] = field(default_factory=list)
+    """The top-level agent's tools, as offered (delegate only where execute.delegate_for says)."""
     sandbox: Sandbox | None = None
     ctx: AgentContext | None = None
 
@@ -196,6 +199,7 @@ def execute_plan(plan: Plan, env: ExecuteEnv, *, attempt: int = 0) -> Trace:
     seed = trajectory_seed(env.config.seed, attempt_id(plan.id, attempt))
     episode = Episode(plan=plan, env=env, budgets=budgets, seed=seed, meter=meter, attempt=attempt)
     episode.profile = env.config.sandbox.resolve(plan.profile)
+    episode.tools = offered_tools(plan.intent.complexity, cfg)
     try:
         with env.sandbox_factory(episode.profile) as sandbox:
             episode.setup_s = time.monotonic() - meter.started  # container start (or pool hand-out)
@@ -249,9 +253,7 @@ def _run(episode: Episode, sandbox: Sandbox) -> None:
 
 def _converse(episode: Episode, ctx: AgentContext) -> None:
     plan, budgets = episode.plan, episode.budgets
-    admin = episode.profile == "admin"
-    episode.messages.append(Message(role="system", content=render("agent_system.jinja", subagent=False, admin=admin)))
-    agent = Agent(ctx, tools=agent_tools(delegate=True), max_steps=budgets.max_agent_steps_per_turn)
+    agent = _top_level_agent(episode, ctx)
     user = UserSimulator(
         episode.env.user_llm, episode.meter, plan, regenerations=episode.cfg.user_regenerations, seed=episode.seed
     )
@@ -290,9 +292,8 @@ def _converse(episode: Episode, ctx: AgentContext) -> None:
 
 def _answer_once(episode: Episode, ctx: AgentContext) -> None:
     """Single-turn: the request is the only user message; every check is compared with the agent's answer."""
-    plan, admin = episode.plan, episode.profile == "admin"
-    episode.messages.append(Message(role="system", content=render("agent_system.jinja", subagent=False, admin=admin)))
-    agent = Agent(ctx, tools=agent_tools(delegate=True), max_steps=episode.budgets.max_agent_steps_per_turn)
+    plan = episode.plan
+    agent = _top_level_agent(episode, ctx)
     ctx.turn = 1
     episode.messages.append(Message(role="user", content=plan.intent.request))
     episode.user.turns = 1
@@ -304,6 +305,15 @@ def _answer_once(episode: Episode, ctx: AgentContext) -> None:
     episode.last_answer = answer
     episode.answers = {m.id: answer for m in plan.user.milestones}
     raise EpisodeEnded(TerminationReason.AGENT_ANSWERED)
+
+
+def _top_level_agent(episode: Episode, ctx: AgentContext) -> Agent:
+    """The agent the user talks to, with its system prompt: the prompt names delegate only when it is offered
+    (a model told of a tool it lacks calls it anyway)."""
+    delegate = any(t.name == DELEGATE_TOOL for t in episode.tools)
+    prompt = render("agent_system.jinja", subagent=False, admin=episode.profile == "admin", delegate=delegate)
+    episode.messages.append(Message(role="system", content=prompt))
+    return Agent(ctx, tools=episode.tools, max_steps=episode.budgets.max_agent_steps_per_turn)
 
 
 def _mark_infra(episode: Episode, kind: str, message: str) -> None:

@@ -7,10 +7,10 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from ise.agent import agent_tools
 from ise.provenance import attempt_id, plan_hash
 from ise.records import Outcome, TerminationReason, Timing, Trace, TraceEnv, TraceIntent
 from ise.recovery import flatten, label_failures
+from ise.stages.delegation import WHOLE_DELEGATION, delegated_whole_request
 
 if TYPE_CHECKING:
     from ise.stages.episode import Episode
@@ -55,6 +55,7 @@ def build_trace(episode: Episode) -> Trace:
             ("perturbed", bool(episode.events)),
             ("recovered", recoveries > 0),
             ("delegated", any(s.tool == "delegate" for s in steps)),
+            (WHOLE_DELEGATION, delegated_whole_request(episode.steps)),
             ("timed_out", any(s.timed_out for s in steps)),
             ("model_error", bool(model_errors)),
         ]
@@ -73,7 +74,7 @@ def build_trace(episode: Episode) -> Trace:
             expected_turns=plan.intent.expected_turns,
         ),
         messages=episode.messages,
-        tools=agent_tools(delegate=True),
+        tools=episode.tools,
         steps=episode.steps,
         events=episode.events,
         probes=episode.probes,

@@ -40,11 +40,11 @@ from jsonschema import Draft202012Validator
 
 from ise.errors import IseError
 from ise.records import Message, ModelUsage, Step, ToolSpec, Trace
+from ise.stages.delegation import subagent_conversation
 
 ATIF_VERSION = "ATIF-v1.7"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "atif-v1.7.json"
 AGENT_NAME = "ise"
-DELEGATE_TOOL = "delegate"
 
 NOTES = (
     "Written by ise from an execution trace. Tool results are the observation of the agent step that made the "
@@ -167,16 +167,17 @@ def _result(trace: Trace, message: Message, step: Step | None, subagents: list[d
 
 def _subagent(trace: Trace, delegate: Step) -> dict[str, Any]:
     """The delegate's sub-agent conversation as an embedded trajectory (its own steps, numbered from 1)."""
+    conversation = subagent_conversation(trace, delegate)
     nested: list[dict[str, Any]] = []
-    steps = _steps(trace, delegate.sub_messages, {s.tool_call_id: s for s in delegate.sub_steps}, nested)
+    steps = _steps(trace, conversation.messages, {s.tool_call_id: s for s in delegate.sub_steps}, nested)
     for step in steps:  # a sub-agent runs inside its parent's turn, whatever its own messages say
         if "extra" in step:
             step["extra"]["ise"]["turn"] = delegate.turn
     sub: dict[str, Any] = {
         "schema_version": ATIF_VERSION,
         "session_id": trace.id,
-        "trajectory_id": f"{trace.id}/delegate/{delegate.tool_call_id}",
-        "agent": _agent(trace, [t for t in trace.tools if t.name != DELEGATE_TOOL], role="sub-agent"),
+        "trajectory_id": conversation.id,
+        "agent": _agent(trace, conversation.tools, role="sub-agent"),
         "steps": steps,
         "final_metrics": {"total_steps": len(steps)},
         "extra": {
