@@ -82,6 +82,9 @@ class SimulateConfig(Record):
     /workspace and the agent's home. automation is one: crontab needs a writable /var/spool/cron."""
     check_timeout_s: float = Field(default=10.0, gt=0)
     """Per check, perturbation and trigger condition in the dry run (the setup script has sandbox.setup_timeout_s)."""
+    seed_examples: int = Field(default=0, ge=0, le=3)
+    """Worked examples taken from the seed library (the verified seeds closest to the intent), after the fixed
+    ones; 0 shows the fixed examples only (bench/simulate_bench.py compares)."""
     verify_solution: bool = True
     """The model also writes a reference solution per milestone; a second sandbox runs it and every check must
     pass afterwards, so checks are proven satisfiable as well as failing at first."""

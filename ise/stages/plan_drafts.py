@@ -38,6 +38,7 @@ from ise.records import (
     UserCard,
 )
 from ise.scope import AGENT_HOME, WORKSPACE, resolve_path
+from ise.stages.plan_examples import seed_examples_for
 
 # --- what the LLM writes ----------------------------------------------------------------------------------------
 # Every field is required (empty string = "none") so constrained decoders always emit the same shape as the
@@ -199,13 +200,20 @@ def plan_messages(intent: Intent, *, with_card: bool, cfg: SimulateConfig | None
     """The system prompt (environment, profile, rules, worked examples) and the intent to plan (`cfg`: the default
     settings when None)."""
     milestones, perturbations = _SHAPE[intent.complexity]
-    profile = plan_profile(intent, cfg or SimulateConfig())
+    cfg = cfg or SimulateConfig()
+    profile = plan_profile(intent, cfg)
     question = asks_question(intent)
+    seeds = seed_examples_for(intent, cfg.seed_examples, profile=profile, question=question, with_card=with_card)
     return [
         Message(
             role="system",
             content=render(
-                "plan_system.jinja", tools=IMAGE_TOOLS, with_card=with_card, profile=profile, question=question
+                "plan_system.jinja",
+                tools=IMAGE_TOOLS,
+                with_card=with_card,
+                profile=profile,
+                question=question,
+                seeds=seeds,
             ),
         ),
         Message(
