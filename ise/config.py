@@ -97,7 +97,8 @@ class SimulateConfig(Record):
     """When the dry run disproves only some checks (pass too early, fail once solved, cannot run) or perturbations
     (fail to apply), drop those instead of asking the model again, provided every milestone keeps a proven check."""
     seeds: list[str] = Field(default_factory=list)
-    """Seed domains (ise/seeds; ["all"] for every one) whose hand-written plans the stage adds, proven again here."""
+    """Seed domains or seed ids (ise/seeds; ["all"] for every seed) whose hand-written plans the stage adds,
+    proven again here."""
 
 
 class ExecuteConfig(Record):

@@ -25,6 +25,7 @@ from ise.jsonl import read_records
 from ise.outputs import check_page_output, write_text_atomic
 from ise.records import Intent, Plan, Trace, Verdict
 from ise.trace_file import load_traces
+from ise.yields import table_rows, tokens_of, yield_table
 
 LEVELS = ("simple", "medium", "complex")
 M = TypeVar("M", bound=BaseModel)
@@ -140,10 +141,6 @@ def _share(part: float, whole: float) -> str:
 
 def _mean(values: Sequence[float], unit: str = "") -> str:
     return f"{statistics.fmean(values):.1f}{unit}" if values else "n/a"
-
-
-def tokens_of(trace: Trace) -> int:
-    return sum(u.prompt_tokens + u.completion_tokens for u in trace.usage)
 
 
 def key_numbers(data: RunData) -> list[tuple[str, str]]:
@@ -312,6 +309,11 @@ def _time_split_chart(traces: Sequence[Trace]) -> str:
 # --- output --------------------------------------------------------------------------------------------------
 
 
+def yield_rows(data: RunData) -> tuple[list[str], list[list[str]]] | None:
+    """pass@1, pass@k and yield per domain x complexity cell (ise/yields.py); None without traces."""
+    return table_rows(yield_table(data.traces)) if data.traces else None
+
+
 def render_html(data: RunData) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -334,6 +336,7 @@ def render_html(data: RunData) -> str:
         run_dir=str(data.run_dir),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         numbers=key_numbers(data),
+        yields=yield_rows(data),
         sections=sections,
         missing=missing,
     )
@@ -348,6 +351,15 @@ def numbers_table(data: RunData) -> Table:
     return table
 
 
+def cells_table(headers: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title="pass@k and yield per cell (verified trajectories per plan, trajectory-hour, M tokens)")
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="left" if index < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def run_report(run_dir: Path, output: Path | None = None, *, console: Console) -> Path:
     """Write the HTML report (default RUN_DIR/report.html, atomically) and print the key numbers. The output may
     not be a data file's name, a folder, or an existing file other than an HTML page: it is checked first."""
@@ -357,5 +369,7 @@ def run_report(run_dir: Path, output: Path | None = None, *, console: Console) -
     data = load_run(run_dir)
     write_text_atomic(output, render_html(data))
     console.print(numbers_table(data))
+    if yields := yield_rows(data):
+        console.print(cells_table(*yields))
     console.print(f"report: {output}")
     return output

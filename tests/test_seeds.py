@@ -101,8 +101,11 @@ def test_domains_select_seeds_and_an_unknown_one_lists_the_known() -> None:
     assert files.suite == "seeds"
     assert {p.intent.domain for p in files.plans} == {"files", "git"}
     assert load_seed_tasks([]).plans == SEEDS == load_seeds(["all"])
-    with pytest.raises(InputError, match=r"unknown seed domain 'kitchen'; known: automation, backup, data"):
+    with pytest.raises(InputError, match=r"unknown seed domain or seed 'kitchen'; known domains: automation, backup"):
         load_seed_tasks(["files", "kitchen"])
+    one = "seed/flatten-camera-import"
+    assert [p.id for p in load_seeds([one])] == [one]  # single seeds by id, with or beside domains
+    assert [p.id for p in load_seeds([one, "files"])].count(one) == 1
 
 
 def test_seed_examples_pick_the_domain_first_then_task_overlap() -> None:

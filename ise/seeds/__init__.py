@@ -183,13 +183,21 @@ def _check_unique(plans: list[Plan], shown: str) -> None:
 
 
 def load_seeds(wanted: list[str] | None = None) -> list[Plan]:
-    """The seeds of these domains (every domain when None, empty or ["all"]); an unknown domain is an InputError
-    that lists the known ones."""
+    """The seeds of these domains, or single seeds by id (`seed/<name>`); every seed when None, empty or ["all"].
+    An unknown domain or seed is an InputError that lists the known domains."""
     known = domains()
-    chosen = known if not wanted or ALL in wanted else list(dict.fromkeys(wanted))
-    if unknown := [d for d in chosen if d not in known]:
-        raise InputError(f"unknown seed domain {', '.join(map(repr, unknown))}; known: {', '.join(known)}")
-    return [plan for domain in chosen for plan in _load_domain(domain)]
+    if not wanted or ALL in wanted:
+        return [plan for domain in known for plan in _load_domain(domain)]
+    every = {plan.id: plan for domain in known for plan in _load_domain(domain)}
+    chosen: dict[str, Plan] = {}
+    for item in dict.fromkeys(wanted):
+        if item in every:
+            chosen[item] = every[item]
+        elif item in known:
+            chosen.update((plan.id, plan) for plan in _load_domain(item))
+        else:
+            raise InputError(f"unknown seed domain or seed {item!r}; known domains: {', '.join(known)}")
+    return list(chosen.values())
 
 
 def load_seed_tasks(wanted: list[str]) -> TaskSet:

@@ -68,6 +68,7 @@ from ise.stages.sft_rows import (
 )
 from ise.tasks.sinks import write_task_formats
 from ise.trace_file import Span, TraceIds, file_spans, parse_trace, read_span
+from ise.yields import AttemptRecord, YieldTally, table_rows, verified_rows
 
 if TYPE_CHECKING:
     from ise.llm.embedded import EmbeddedServer
@@ -166,6 +167,8 @@ class Judged:
     """Format -> JSON line; "openai" (the canonical row) is always there."""
     dropped_texts: int = 0
     """Assistant texts the ShareGPT line could not hold."""
+    attempt: AttemptRecord | None = None
+    """What pass@k and yield need of the trace (ise/yields.py)."""
     part: int = -1
     """Which Arrow table holds its Parquet row (-1: none), and at which index."""
     index: int = -1
@@ -196,6 +199,9 @@ class ExportSummary:
     """Seconds per phase (for bench/export_bench.py)."""
     task_files: dict[str, int] = field(default_factory=dict)
     """harbor / atif: how many task directories / trajectories were written."""
+    attempts: YieldTally = field(default_factory=YieldTally)
+    yields: dict[str, Any] = field(default_factory=dict)
+    """pass@1, pass@k and yield per domain x complexity cell, of every trace read (ise/yields.py)."""
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
@@ -218,6 +224,7 @@ class ExportSummary:
             "provenance": self.provenance,
             "stats": self.stats,
             "task_files": self.task_files,
+            "yield": self.yields,
         }
 
 
@@ -285,6 +292,7 @@ def judge_lines(job: tuple[Span, ExportConfig]) -> tuple[list[Judged], Any]:
         models = tuple((usage.role, usage.model) for usage in trace.usage)
         verdict = Judged(lineno, trace.id, (models, env.image_id, env.config_hash, env.ise_version))
         judged.append(verdict)
+        verdict.attempt = AttemptRecord.of(trace)
         verdict.filtered = filter_reason(trace, cfg)
         if verdict.filtered is not None:
             continue
@@ -363,6 +371,7 @@ def _export(
         }
         summary.rows = {name: len(rows) for name, rows in splits.items()}
         summary.stats = {name: split_stats(rows) for name, rows in splits.items()}
+        summary.yields = summary.attempts.table(exported=verified_rows(c.metadata for c in candidates))
     _write_all(out_dir, splits, tables, filtered, rejects, cfg, summary, traces_path)
     return summary
 
@@ -401,6 +410,8 @@ def _select(
             ids.add(judged.id, judged.line)
             summary.read += 1
             provenance.add(*judged.provenance)
+            if judged.attempt is not None:
+                summary.attempts.add(judged.attempt)
             if judged.filtered is not None:
                 summary.filtered[judged.filtered] += 1
                 filtered.append({"id": judged.id, "line": judged.line, "reason": judged.filtered})
@@ -574,7 +585,7 @@ def render_card(summary: ExportSummary, cfg: ExportConfig) -> str:
 
     env = Environment(loader=PackageLoader("ise", "templates"), undefined=StrictUndefined, keep_trailing_newline=True)
     return env.get_template("dataset_card.md.jinja").render(
-        summary=summary, cfg=cfg, manifest=summary.as_dict(cfg), splits=SPLITS
+        summary=summary, cfg=cfg, manifest=summary.as_dict(cfg), splits=SPLITS, yield_table=table_rows(summary.yields)
     )
 
 
