@@ -231,3 +231,67 @@ def make_trace(
 
 def write_traces(path: Any, traces: list[Trace]) -> None:
     path.write_text("".join(t.model_dump_json() + "\n" for t in traces), encoding="utf-8")
+
+
+DELEGATE = ToolSpec(
+    name="delegate",
+    description="Hand a self-contained subtask to a sub-agent.",
+    parameters={"type": "object", "properties": {"task": {"type": "string"}}, "required": ["task"]},
+)
+
+
+def make_delegating_trace(
+    trace_id: str = "d-0001", *, whole: bool = True, finished: bool = True, passed: bool = True, attempt: int = 0
+) -> Trace:
+    """A one-turn trace whose agent delegates: at once (`whole`: its only top-level call is delegate) or after
+    looking itself (`ls` first). The sub-agent runs `wc -l` and reports; unless `finished`, it ran out of steps
+    with its last call answered but no report (as ise/agent.py records it)."""
+    trace = make_trace(trace_id, turns=1, passed=passed, recovered=False)
+    task = "Count the lines of /workspace/app/main.py and report the number."
+    sub_messages = [
+        Message(role="system", content="You are a sub-agent working in a Linux workspace."),
+        Message(role="user", content=task),
+        Message(role="assistant", content=None, tool_calls=[_call("s1", "bash", command="wc -l app/main.py")]),
+        Message(role="tool", tool_call_id="s1", name="bash", content="3 app/main.py\n[exit code 0]"),
+    ]
+    if finished:
+        sub_messages.append(Message(role="assistant", content="app/main.py has 3 lines."))
+    report = "app/main.py has 3 lines." if finished else "the sub-agent used all 8 steps without finishing"
+    head = trace.messages[:2] if whole else trace.messages[:4]
+    trace.messages = [
+        *head,
+        Message(role="assistant", content=None, tool_calls=[_call("d1", "delegate", task=task)]),
+        Message(role="tool", tool_call_id="d1", name="delegate", content=report),
+        Message(role="assistant", content="main.py has 3 lines."),
+    ]
+    first = 0 if whole else 1
+    sub_step = Step(
+        index=first + 1,
+        turn=1,
+        message_index=2,
+        tool_call_id="s1",
+        tool="bash",
+        arguments={"command": "wc -l app/main.py"},
+        status="ok",
+        result="3 app/main.py\n[exit code 0]",
+        stdout="3 app/main.py\n",
+        exit_code=0,
+    )
+    delegate = Step(
+        index=first,
+        turn=1,
+        message_index=len(head),
+        tool_call_id="d1",
+        tool="delegate",
+        arguments={"task": task},
+        status="ok" if finished else "failed",
+        result=report,
+        sub_steps=[sub_step],
+        sub_messages=sub_messages,
+    )
+    trace.steps = [delegate] if whole else [trace.steps[0], delegate]
+    trace.tools = [BASH, WRITE_FILE, DELEGATE]
+    trace.tags = ["delegated", "delegated_whole_request"] if whole else ["delegated"]
+    trace.id = f"{trace_id}.a{attempt}" if attempt else trace_id
+    trace.env.attempt = attempt
+    return trace

@@ -43,6 +43,7 @@ from ise.errors import InputError, IseError
 from ise.llm.config import EmbeddedBackend
 from ise.outputs import current_umask, make_folder, refuse_inputs, within, writable_folder
 from ise.records import Trace
+from ise.stages.delegation import WHOLE_DELEGATION, delegated_whole_request, subagent_rows
 from ise.stages.sft_files import (
     JSONL_FORMATS,
     arrow_rows,
@@ -172,6 +173,10 @@ class Judged:
     part: int = -1
     """Which Arrow table holds its Parquet row (-1: none), and at which index."""
     index: int = -1
+    parent: str | None = None
+    """A sub-agent row's trace (None: the trace's own row)."""
+    subagents: list[Judged] = field(default_factory=list)
+    """Its sub-agent rows (export.subagent_rows), each validated on its own."""
 
     def row(self) -> Row:
         """The canonical row, parsed back (only the render check and real token counts need it)."""
@@ -255,6 +260,8 @@ def filter_reason(trace: Trace, cfg: ExportConfig) -> str | None:
         return "too_few_user_turns"
     if cfg.max_user_turns is not None and trace.turns > cfg.max_user_turns:
         return "too_many_user_turns"
+    if not cfg.include_whole_delegation and delegated_whole_request(trace.steps):
+        return WHOLE_DELEGATION  # checked last: only this reason still lets the sub-agent rows through
     return None
 
 
@@ -275,6 +282,8 @@ def canonical_row(trace: Trace) -> Row:
             "tool_calls": sum(len(m.tool_calls) for m in trace.messages),
             "recoveries": trace.recoveries,
             "tags": list(trace.tags),
+            "subagent": False,
+            "parent_id": None,
         },
     }
 
@@ -294,19 +303,31 @@ def judge_lines(job: tuple[Span, ExportConfig]) -> tuple[list[Judged], Any]:
         judged.append(verdict)
         verdict.attempt = AttemptRecord.of(trace)
         verdict.filtered = filter_reason(trace, cfg)
-        if verdict.filtered is not None:
-            continue
-        row = canonical_row(trace)
-        verdict.problems = validate_conversation(row["messages"], row["tools"])
-        if verdict.problems:
-            continue
-        verdict.metadata, verdict.messages = row["metadata"], len(row["messages"])
-        verdict.tokens = approx_tokens(row["messages"], row["tools"])
-        verdict.lines, verdict.dropped_texts = jsonl_lines(row, cfg.formats)
-        if "parquet" in cfg.formats:
-            verdict.index = len(rows)
-            rows.append(row)
+        if verdict.filtered is None or (cfg.subagent_rows and verdict.filtered == WHOLE_DELEGATION):
+            row = canonical_row(trace)
+            if verdict.filtered is None:
+                _judge_row(verdict, row, cfg, rows)
+            if cfg.subagent_rows:
+                sub_rows = subagent_rows(trace, row["metadata"])
+                verdict.subagents = [
+                    _judge_row(Judged(lineno, sub["id"], verdict.provenance, parent=trace.id), sub, cfg, rows)
+                    for sub in sub_rows
+                ]
     return judged, (arrow_rows(rows) if rows else None)
+
+
+def _judge_row(verdict: Judged, row: Row, cfg: ExportConfig, rows: list[Row]) -> Judged:
+    """Validate one row and, if it is legal, render it in every format (its Parquet row goes into `rows`)."""
+    verdict.problems = validate_conversation(row["messages"], row["tools"])
+    if verdict.problems:
+        return verdict
+    verdict.metadata, verdict.messages = row["metadata"], len(row["messages"])
+    verdict.tokens = approx_tokens(row["messages"], row["tools"])
+    verdict.lines, verdict.dropped_texts = jsonl_lines(row, cfg.formats)
+    if "parquet" in cfg.formats:
+        verdict.index = len(rows)
+        rows.append(row)
+    return verdict
 
 
 def split_intents(intent_ids: Iterable[str], fraction: float, seed: int) -> set[str]:
@@ -415,12 +436,13 @@ def _select(
             if judged.filtered is not None:
                 summary.filtered[judged.filtered] += 1
                 filtered.append({"id": judged.id, "line": judged.line, "reason": judged.filtered})
-            elif judged.problems:
-                reject = {"id": judged.id, "line": judged.line, "stage": "validation", "reasons": judged.problems}
-                rejects.append(reject)
-            else:
-                judged.part = len(tables) - 1 if judged.index >= 0 else -1
-                candidates.append(judged)
+            for row in ([] if judged.filtered else [judged]) + judged.subagents:
+                if row.problems:
+                    reject = {"id": row.id, "line": row.line, "stage": "validation", "reasons": row.problems}
+                    rejects.append(reject)
+                else:
+                    row.part = len(tables) - 1 if row.index >= 0 else -1
+                    candidates.append(row)
     if not summary.read:
         raise InputError(f"{traces_path}: no traces in the file, nothing to export")
     summary.provenance = provenance.as_dict()
@@ -487,6 +509,7 @@ def split_stats(candidates: Sequence[Candidate]) -> dict[str, Any]:
         "tokens": _describe([c.tokens for c in candidates]),
         "with_recovery": sum(m["recoveries"] > 0 for m in metas),
         "failed_checks": sum(not m["passed"] for m in metas),
+        "subagent_rows": sum(m["subagent"] for m in metas),
         "domains": dict(Counter(m["domain"] for m in metas).most_common()),
         "complexity": dict(Counter(m["complexity"] for m in metas).most_common()),
         "termination": dict(Counter(m["termination"] for m in metas).most_common()),
@@ -551,7 +574,9 @@ def _write_all(
             _write_split(staging, split, candidates, tables, cfg, summary)
         if task_formats := [f for f in cfg.formats if f in get_args(TaskFormat)]:
             with summary.timed("write " + ", ".join(task_formats)):
-                exported = {split: [c.id for c in candidates] for split, candidates in splits.items()}
+                exported = {
+                    split: [c.id for c in candidates if c.parent is None] for split, candidates in splits.items()
+                }
                 summary.task_files = write_task_formats(staging, exported, traces_path, cfg)
         with summary.timed("write card"):
             write_jsonl(staging / "filtered.jsonl", filtered)

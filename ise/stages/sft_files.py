@@ -91,6 +91,8 @@ def parquet_features(parameters: Any) -> Any:
         "tool_calls": count,
         "recoveries": count,
         "tags": List(string),
+        "subagent": Value("bool"),
+        "parent_id": string,
     }
     return Features({"id": string, "messages": List(message), "tools": List(tool), "metadata": metadata})
 
