@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from trace_factory import make_trace, write_traces
+from trace_factory import make_delegating_trace, make_trace, write_traces
 
 from ise.config import ExportConfig
 from ise.provenance import attempt_id
@@ -178,6 +178,18 @@ def test_export_manifest_and_card_carry_the_same_figures(run_dir: Path) -> None:
     assert "| domain | complexity | plans | attempts (errored) | pass@1 | pass@3 | verified | exported |" in card
     assert "| all | all | 8 | 17 (5) | 29% | 76% | 4 | 3 | 0.50 | 67.76 | 56.56 |" in card
     assert "| data | complex | 0 | 0 (0) | n/a | n/a | 0 | 0 | n/a | n/a | n/a |" in card
+
+
+def test_sub_agent_rows_are_not_more_verified_rows(tmp_path: Path) -> None:
+    """A sub-agent conversation exported as a row of its own is part of its trajectory, not one more."""
+    traces = [make_delegating_trace("partial", whole=False), make_delegating_trace("whole", whole=True)]
+    write_traces(tmp_path / "traces.jsonl", traces)
+    cfg = ExportConfig(render_samples=0, token_counter="approx", subagent_rows=True, validation_fraction=0)
+    summary = export(tmp_path / "traces.jsonl", tmp_path / "sft", cfg)
+    assert summary.rows["train"] == 3, "partial, its sub-agent, the whole delegation's sub-agent"
+    overall = json.loads((tmp_path / "sft" / "export.json").read_text())["yield"]["overall"]
+    assert overall["verified"] == 2
+    assert overall["exported"] == 1, "the whole delegation is filtered; sub-agent rows are not trajectories"
 
 
 def test_single_attempts_give_pass_at_1_for_both(tmp_path: Path) -> None:
