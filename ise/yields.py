@@ -19,9 +19,12 @@ A plan that failed every measured attempt but had fewer than k of them (an error
 rounds) is censored, not a failure at k: pass@j is the discrete-time Kaplan-Meier estimate 1 - prod_{i<=j}(1 -
 d_i / r_i), d_i the plans whose first success is their i-th measured attempt and r_i the plans that reached an i-th
 one. When every plan passed or had k measured attempts (a finished run without errors) this is exactly the plain
-share. When stop_at_success is off and every attempt ran, the prefix reading is still unbiased, only less precise
-than c/n for pass@1; `ise eval`, which always runs every attempt, uses c/n. Intervals are Wilson's
-(ise.evalstats.wilson) over the plans measured (exact for pass@1, approximate for pass@k under censoring).
+share. When every measured plan has all k attempts and none stopped at success (`Trace.env.stop_at_success` false: a
+run without stopping, finished, without errors), the number of
+attempts no longer depends on outcomes and the figures are `ise eval`'s: the unbiased c-of-n estimator
+(ise.evalstats.pass_at_k; c/n for pass@1), which uses every attempt and is more precise than the prefix.
+Intervals are Wilson's (ise.evalstats.wilson) over the plans measured (exact for pass@1, approximate for pass@k
+under censoring).
 
 Yield. Verified trajectories (measured, every check passed) per plan, per hour and per million LLM tokens. Cost
 counts every attempt, errored ones too: they were paid for. Plans are all plans with an attempt in the cell. Hours
@@ -39,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from ise.evalstats import wilson
+from ise.evalstats import pass_at_k, wilson
 from ise.records import Trace
 from ise.records.plan import Complexity
 
@@ -65,6 +68,8 @@ class AttemptRecord:
     verified: bool
     tokens: int
     wall_s: float
+    stopping: bool = False
+    """Its plan's attempts stopped at the first success (Trace.env.stop_at_success)."""
 
     @classmethod
     def of(cls, trace: Trace) -> AttemptRecord:
@@ -78,6 +83,7 @@ class AttemptRecord:
             verified=measured and trace.outcome.passed,
             tokens=tokens_of(trace),
             wall_s=trace.timing.wall_s,
+            stopping=trace.env.stop_at_success,
         )
 
     @property
@@ -91,23 +97,28 @@ class History:
 
     first_success: int | None
     measured: int
+    passed: int = 0
+    stopping: bool = False
 
     @classmethod
     def of(cls, attempts: Sequence[AttemptRecord]) -> History:
         measured = [a for a in sorted(attempts, key=lambda a: a.attempt) if a.measured]
         first = next((i for i, a in enumerate(measured, 1) if a.verified), None)
-        return cls(first, len(measured))
+        return cls(first, len(measured), sum(a.verified for a in measured), any(a.stopping for a in attempts))
 
     def reached(self, i: int) -> bool:
         """Had an i-th measured attempt with no success before it (at risk at i)."""
         return self.measured >= i and (self.first_success is None or self.first_success >= i)
 
 
-def pass_within(histories: Sequence[History], j: int) -> float | None:
-    """Kaplan-Meier estimate of the chance of a verified success within j measured attempts; None if no plan was
-    measured."""
+def pass_within(histories: Sequence[History], j: int, k: int) -> float | None:
+    """The chance of a verified success within j measured attempts (see the module docstring: c of n when every
+    measured plan has all k attempts, else Kaplan-Meier over the prefixes); None if no plan was measured."""
     if not any(h.reached(1) for h in histories):
         return None
+    measured = [h for h in histories if h.measured]
+    if k > 1 and j <= k and all(h.measured == k and not h.stopping for h in measured):
+        return sum(pass_at_k(k, h.passed, j) for h in measured) / len(measured)
     still_failing = 1.0
     for i in range(1, j + 1):
         at_risk = sum(h.reached(i) for h in histories)
@@ -116,8 +127,8 @@ def pass_within(histories: Sequence[History], j: int) -> float | None:
     return 1 - still_failing
 
 
-def _rate(histories: Sequence[History], j: int) -> dict[str, float] | None:
-    value = pass_within(histories, j)
+def _rate(histories: Sequence[History], j: int, k: int) -> dict[str, float] | None:
+    value = pass_within(histories, j, k)
     if value is None:
         return None
     plans = sum(h.measured > 0 for h in histories)
@@ -145,8 +156,8 @@ def figures(plans: Sequence[Sequence[AttemptRecord]], k: int) -> dict[str, Any]:
         "attempts": len(attempts),
         "errored": sum(not a.measured for a in attempts),
         "verified": verified,
-        "pass@1": _rate(histories, 1),
-        "pass@k": _rate(histories, k),
+        "pass@1": _rate(histories, 1, k),
+        "pass@k": _rate(histories, k, k),
         "verified_per_plan": _per(verified, len(plans)),
         "hours": _round(hours),
         "verified_per_hour": _per(verified, hours),

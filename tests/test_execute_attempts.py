@@ -21,12 +21,14 @@ from execute_support import (
 )
 from test_execute_stage import ISE, SLOW_AGENT, FakeOpenAI, llm_overrides, trace_ids, wait_for, write_plans
 
-from ise.config import Config
+from ise.config import Config, ExportConfig
 from ise.jsonl import write_atomic
 from ise.llm.scripted import Reply, ScriptedLLM
 from ise.records import Message, ToolSpec
 from ise.stages.execute import run_execute
+from ise.stages.export import export
 from ise.trace_file import load_traces
+from ise.yields import yield_table
 
 GOOD = scripted_turns(
     {
@@ -50,27 +52,38 @@ class _FailsFirstEpisode:
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("docker_engine")
-@pytest.mark.parametrize("stop_at_success", [True, False], ids=["stop-at-success", "every-attempt"])
-def test_attempt_two_passes_after_attempt_one_failed(tmp_path: Path, stop_at_success: bool) -> None:
+@pytest.mark.parametrize(
+    ("stop_at_success", "attempts", "expected", "pass_at_1"),
+    [(True, 3, ["p", "p.a1"], 0.0), (False, 2, ["p", "p.a1"], 0.5), (False, 3, ["p", "p.a1", "p.a2"], 0.6667)],
+    ids=["stop-at-success", "every-attempt", "every-attempt-of-three"],
+)
+def test_attempt_two_passes_after_attempt_one_failed(
+    tmp_path: Path, stop_at_success: bool, attempts: int, expected: list[str], pass_at_1: float
+) -> None:
     plans, out = tmp_path / "plans.jsonl", tmp_path / "traces.jsonl"
     write_atomic(plans, [make_plan("p", files=SALES)])
     config = Config(workers=1).model_copy(deep=True)
-    config.execute.attempts = 3
+    config.execute.attempts = attempts
     config.execute.stop_at_success = stop_at_success
     llms = (ScriptedLLM(responder=_FailsFirstEpisode()), ScriptedLLM(responder=simple_user()))
 
     run_execute(plans, out, config, llms=llms)
 
     traces = load_traces(out)
-    expected = ["p", "p.a1"] if stop_at_success else ["p", "p.a1", "p.a2"]
     assert [t.id for t in traces] == expected
     assert [t.env.attempt for t in traces] == list(range(len(expected)))
     assert [t.outcome.passed for t in traces] == [False] + [True] * (len(expected) - 1)
     assert {t.plan_id for t in traces} == {"p"}
     assert len({t.env.seed for t in traces}) == len(expected)  # distinct seeds
+    overall = yield_table(traces)["overall"]
+    # stopped: the first attempt alone says pass@1; every attempt run: c of n, as ise eval (1 of 2 -> 0.5)
+    assert overall["pass@1"]["value"] == pass_at_1
+    assert overall["pass@k"]["value"] == 1.0
 
     run_execute(plans, out, config, llms=(ScriptedLLM(), ScriptedLLM()))  # nothing left: no call is made
     assert [t.id for t in load_traces(out)] == expected
+    summary = export(out, tmp_path / "sft", ExportConfig(formats=["trl"], render_samples=0), processes=1)
+    assert sum(summary.rows.values()) == len(expected) - 1  # the verified attempts, and only those
 
 
 @pytest.mark.docker

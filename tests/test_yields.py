@@ -215,9 +215,20 @@ def test_no_attempts_no_figures(tmp_path: Path) -> None:
     assert "pass@" not in console.export_text()
 
 
-def test_every_attempt_run_reads_the_prefix() -> None:
-    """stop_at_success off: a success followed by more attempts counts once, at its position."""
-    histories = [History(first_success=1, measured=3), History(first_success=None, measured=3)]
-    assert pass_within(histories, 1) == 0.5
-    assert pass_within(histories, 3) == 0.5
-    assert pass_within([History(first_success=None, measured=0)], 3) is None
+def test_every_attempt_run_uses_c_of_n() -> None:
+    """stop_at_success off and every attempt ran: the unbiased c-of-n estimator, as ise eval's (1 of 2 -> pass@1 0.5,
+    pass@2 1.0)."""
+    histories = [History(first_success=2, measured=2, passed=1)]
+    assert pass_within(histories, 1, 2) == 0.5
+    assert pass_within(histories, 2, 2) == 1.0
+    three = [History(first_success=1, measured=3, passed=1), History(first_success=None, measured=3, passed=0)]
+    assert pass_within(three, 1, 3) == pytest.approx((1 / 3 + 0) / 2)
+    assert pass_within(three, 3, 3) == 0.5
+    assert pass_within([History(first_success=None, measured=0)], 3, 3) is None
+
+
+def test_a_stopped_run_reads_the_prefix() -> None:
+    """stop_at_success: plans have different attempt counts, so pass@1 is the share of first attempts that passed."""
+    histories = [History(first_success=1, measured=1, passed=1), History(first_success=2, measured=2, passed=1)]
+    assert pass_within(histories, 1, 2) == 0.5
+    assert pass_within(histories, 2, 2) == 1.0

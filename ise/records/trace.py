@@ -270,6 +270,9 @@ class TraceEnv(Record):
     """Its plan was proven (Plan.proven): export leaves traces of unproven plans out unless asked."""
     attempt: int = 0
     """Which attempt at its plan this trajectory is (0-based; see execute.attempts and ise eval --attempts)."""
+    stop_at_success: bool = False
+    """Its plan's attempts stop at the first verified success (execute.stop_at_success with attempts > 1), so how
+    many attempts a plan has depends on their outcomes (ise/yields.py reads pass rates accordingly)."""
 
 
 class Trace(Record):

@@ -69,6 +69,8 @@ class ExecuteEnv:
     version: str = ""
     single_turn: bool = False
     """The request is the only user message (ise eval); no user simulator."""
+    stop_at_success: bool = False
+    """This run's attempts at a plan stop at its first verified success (recorded in each trace's env)."""
 
     def __post_init__(self) -> None:
         self.config_hash = self.config_hash or config_hash(self.config)

@@ -178,7 +178,14 @@ def run_execute(
             cleanup.callback(agent_llm.close)
             if user_llm is not agent_llm:
                 cleanup.callback(user_llm.close)
-        env = ExecuteEnv(config=config, agent_llm=agent_llm, user_llm=user_llm, sandbox_factory=sandbox_factory)
+        stopping = config.execute.attempts > 1 and config.execute.stop_at_success
+        env = ExecuteEnv(
+            config=config,
+            agent_llm=agent_llm,
+            user_llm=user_llm,
+            sandbox_factory=sandbox_factory,
+            stop_at_success=stopping,
+        )
         label = InfraWatch(config.execute.max_consecutive_infra_errors)
 
         def run(items: list[Attempt]) -> RunStats:

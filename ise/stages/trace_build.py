@@ -108,6 +108,7 @@ def build_trace(episode: Episode) -> Trace:
             profile=episode.profile,
             plan_proven=plan.proven,
             attempt=episode.attempt,
+            stop_at_success=env.stop_at_success,
         ),
     )
 
