@@ -13,16 +13,16 @@ its first j measured attempts up to and including the first success. So both fig
 
 - pass@1: the share of plans whose first measured attempt passed (unbiased whether or not later attempts ran);
 - pass@k: the share of plans with a verified success within their first k measured attempts, k being the most
-  attempts any plan had (execute.attempts once the run finished: the traces do not carry the setting).
+  attempts any plan had (execute.attempts once the run finished).
 
 A plan that failed every measured attempt but had fewer than k of them (an errored slot, a run stopped between
 rounds) is censored, not a failure at k: pass@j is the discrete-time Kaplan-Meier estimate 1 - prod_{i<=j}(1 -
 d_i / r_i), d_i the plans whose first success is their i-th measured attempt and r_i the plans that reached an i-th
 one. When every plan passed or had k measured attempts (a finished run without errors) this is exactly the plain
-share. When every measured plan has all k attempts and none stopped at success (`Trace.env.stop_at_success` false: a
-run without stopping, finished, without errors), the number of
-attempts no longer depends on outcomes and the figures are `ise eval`'s: the unbiased c-of-n estimator
-(ise.evalstats.pass_at_k; c/n for pass@1), which uses every attempt and is more precise than the prefix.
+share. When every measured plan has all k attempts and none stopped at success (`Trace.env.stop_at_success` false:
+a run without stopping, finished, without errors), the number of attempts no longer depends on outcomes and the
+figures are `ise eval`'s: the unbiased c-of-n estimator (ise.evalstats.pass_at_k; c/n for pass@1), which uses every
+attempt and is more precise than the prefix.
 Intervals are Wilson's (ise.evalstats.wilson) over the plans measured (exact for pass@1, approximate for pass@k
 under censoring).
 
