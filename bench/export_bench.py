@@ -39,7 +39,8 @@ from ise.records import (
     TraceIntent,
     UserSimReport,
 )
-from ise.stages.export import ExportSummary, export
+from ise.stages.export import export
+from ise.stages.export_summary import ExportSummary
 from ise.stages.sft_files import available_cores, parquet_schemas
 
 DOMAINS = ["devops", "data", "web", "security", "ml", "databases"]

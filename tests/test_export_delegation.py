@@ -13,7 +13,8 @@ from trace_factory import make_delegating_trace, make_trace, write_traces
 from typer.testing import CliRunner
 
 from ise.cli import app
-from ise.stages.export import SPLITS, split_intents
+from ise.stages.export_selection import split_intents
+from ise.stages.export_summary import SPLITS
 from ise.stages.sft_files import canonical_from_arrow
 from ise.stages.sft_rows import openai_messages, validate_conversation
 

@@ -17,7 +17,9 @@ from ise.errors import InputError, IseError
 from ise.records import TRACE_SCHEMA_VERSION as V
 from ise.records import Message, Trace
 from ise.stages import export as export_module
-from ise.stages.export import SPLITS, export, split_intents
+from ise.stages.export import export
+from ise.stages.export_selection import split_intents
+from ise.stages.export_summary import SPLITS
 from ise.stages.sft_files import canonical_from_arrow
 
 # No template server in these tests: the render check and real token counts are in test_export_model.py.

@@ -12,7 +12,9 @@ from trace_factory import make_trace, write_traces
 from ise.config import ExportConfig
 from ise.llm.config import EmbeddedBackend
 from ise.records import Message
-from ise.stages.export import EmbeddedTemplate, canonical_row, export
+from ise.stages.chat_template import EmbeddedTemplate
+from ise.stages.export import export
+from ise.stages.export_selection import canonical_row
 from ise.stages.sft_rows import approx_tokens, check_rendered
 
 pytestmark = pytest.mark.model

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from trace_factory import make_trace
 
-from ise.stages.export import canonical_row
+from ise.stages.export_selection import canonical_row
 from ise.stages.sft_rows import (
     approx_tokens,
     check_rendered,

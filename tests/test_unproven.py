@@ -15,7 +15,8 @@ from trace_factory import make_trace, write_traces
 from ise.config import ExportConfig, SimulateConfig, load_config
 from ise.records import Trace
 from ise.report import key_numbers, load_run
-from ise.stages.export import SPLITS, export
+from ise.stages.export import export
+from ise.stages.export_summary import SPLITS
 from ise.stages.plan_drafts import WorldDraft, plan_from_draft
 
 ROOT = Path(__file__).resolve().parent.parent
