@@ -118,6 +118,7 @@ def build_trainer(
     console: Console,
 ) -> Any:
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl.trainer.sft_config import SFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
 
@@ -148,7 +149,7 @@ def build_trainer(
         data_seed=seed,
         dataloader_num_workers=0,
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=columns(prepared.train),
@@ -157,6 +158,8 @@ def build_trainer(
         peft_config=lora_config(cfg) if cfg.method == "lora" else None,
         callbacks=[progress_lines(console)],
     )
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; ProgressLines says the same in one line
+    return trainer
 
 
 def lora_config(cfg: TrainConfig) -> Any:
