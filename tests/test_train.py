@@ -9,10 +9,12 @@ import copy
 import io
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from execute_support import docker_engine  # noqa: F401  (a fixture, requested by name)
 from train_support import (  # noqa: F401  (fixtures, requested by name)
     BASH,
     KNOWN_ROW,
@@ -24,15 +26,19 @@ from train_support import (  # noqa: F401  (fixtures, requested by name)
 from typer.testing import CliRunner
 
 from ise.cli import app
-from ise.config import load_config
+from ise.config import Config, load_config
 from ise.errors import InputError
 from ise.llm.config import TransformersBackend
 from ise.llm.transformers_chat import _interpret
 from ise.records import Message, ToolSpec
+from ise.seeds import load_seed_tasks
+from ise.stages.evaluate import run_eval
+from ise.tasks import TaskSet
+from ise.trace_file import load_traces
 from ise.train import trainer as trainer_module
 from ise.train.data import parse_row
 from ise.train.masking import IGNORE, encode, fit
-from ise.train.trainer import run_train, work_folder
+from ise.train.trainer import TrainSummary, run_train, work_folder
 
 pytestmark = pytest.mark.model
 
@@ -132,19 +138,29 @@ def _rows(count: int) -> list[dict[str, Any]]:
     return [KNOWN_ROW] * count  # one batch, repeated: the loss must fall on it
 
 
-@pytest.mark.timeout(300)
-def test_training_lowers_the_loss_and_the_adapter_reloads_merges_and_chats(
-    tiny_model_dir: Path,  # noqa: F811
-    tmp_path: Path,
-) -> None:
+@dataclass(frozen=True)
+class Trained:
+    folder: Path
+    adapter: Path
+    summary: TrainSummary
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:  # noqa: F811
+    """Six LoRA steps (and a merge) on two copies of the known row, with one validation row."""
     from rich.console import Console
 
-    data = write_rows(tmp_path / "sft" / "trl", _rows(2))
+    folder = tmp_path_factory.mktemp("trained")
+    data = write_rows(folder / "sft" / "trl", _rows(2))
     write_rows(data, _rows(1), split="validation")
-    out = tmp_path / "adapter"
-    cfg = _config(tiny_model_dir, max_steps=6, merge=True)
-    summary = run_train(data, out, cfg, console=Console(quiet=True))
+    out = folder / "adapter"
+    summary = run_train(data, out, _config(tiny_model_dir, max_steps=6, merge=True), console=Console(quiet=True))
+    return Trained(folder, out, summary)
 
+
+@pytest.mark.timeout(300)
+def test_training_lowers_the_loss_and_writes_the_adapter_in_one_piece(trained: Trained) -> None:
+    summary, out = trained.summary, trained.adapter
     assert summary.steps == 6
     assert len(summary.losses) == 6
     # a random model starts at ln(vocab) = 11.93; the same batch six times must take the loss clearly below it
@@ -156,20 +172,62 @@ def test_training_lowers_the_loss_and_the_adapter_reloads_merges_and_chats(
         p.name for p in out.iterdir()
     }
     assert json.loads((out / "train.json").read_text())["steps"] == 6
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "sft"]  # no work or staging folder left
+    assert sorted(p.name for p in trained.folder.iterdir()) == ["adapter", "sft"]  # no work or staging folder left
 
-    _reloaded_adapter_equals_the_merged_model(tiny_model_dir, out)
-    llm = TransformersBackend(
-        model=str(tiny_model_dir), adapter=out, device="cpu", temperature=0.0, max_tokens=6
-    ).build()
+
+@pytest.mark.timeout(300)
+def test_the_reloaded_adapter_equals_the_merged_model(tiny_model_dir: Path, trained: Trained) -> None:  # noqa: F811
+    _reloaded_adapter_equals_the_merged_model(tiny_model_dir, trained.adapter)
+
+
+def _backend(model: Path, adapter: Path) -> Any:
+    return TransformersBackend(model=str(model), adapter=adapter, device="cpu", temperature=0.0, max_tokens=6)
+
+
+@pytest.mark.timeout(300)
+def test_the_trained_model_chats_with_tools_through_the_llm_protocol(
+    tiny_model_dir: Path,  # noqa: F811
+    trained: Trained,
+) -> None:
+    llm = _backend(tiny_model_dir, trained.adapter).build()
     spec = ToolSpec(name="bash", description="Run a shell command.", parameters=BASH["function"]["parameters"])
     completion = llm.chat([Message(role="user", content="List /data.")], tools=[spec], seed=1)
     llm.close()
     assert completion.message.role == "assistant"
     assert completion.mode in ("text", "parsed")
-    assert completion.model == f"{tiny_model_dir}+{out}"
-    assert completion.usage.prompt_tokens > 50
+    assert completion.model == f"{tiny_model_dir}+{trained.adapter}"
+    assert completion.usage.prompt_tokens > 50  # the tool preamble was rendered into the prompt
     assert 0 < completion.usage.completion_tokens <= 6
+
+
+@pytest.mark.docker
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("docker_engine")
+def test_ise_eval_runs_the_trained_model_on_a_real_sandbox_episode(
+    tiny_model_dir: Path,  # noqa: F811
+    trained: Trained,
+    tmp_path: Path,
+) -> None:
+    from rich.console import Console
+
+    task = next(plan for plan in load_seed_tasks([]).plans if plan.id == "seed/count-large-raw-files")
+    backend = _backend(tiny_model_dir, trained.adapter)
+    config = Config(run_dir=tmp_path, llm=backend)
+    llm = backend.build()
+    try:
+        summary = run_eval(
+            TaskSet(suite="one", plans=[task]), tmp_path / "eval.jsonl", config, llm=llm, console=Console(quiet=True)
+        )
+    finally:
+        llm.close()
+    (trace,) = load_traces(tmp_path / "eval.jsonl")
+    assert trace.id == task.id
+    assert trace.messages[1].content == task.intent.request  # the task reached the model through the agent loop
+    assert trace.usage
+    assert trace.usage[0].model == f"{tiny_model_dir}+{trained.adapter}"
+    assert trace.outcome.passed is False  # a ten-megabyte random model solves nothing; the plumbing is the point
+    assert [t.attempts for t in summary.tasks] == [1]
+    assert summary.model == str(tiny_model_dir)
 
 
 def _reloaded_adapter_equals_the_merged_model(base: Path, adapter: Path) -> None:
