@@ -349,3 +349,13 @@ def test_an_output_that_is_not_ours_is_refused(tiny_model_dir: Path, tmp_path: P
     assert result.exit_code == 2
     assert "is not an `ise train` output folder" in result.output
     assert (tmp_path / "adapter" / "notes.txt").read_text() == "mine"
+
+
+def test_a_dataset_that_does_not_exist_is_one_line_before_any_model_loads(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")  # never read: the data is checked first
+    result, out = _cli(tmp_path, model, tmp_path / "sft" / "trl")
+    assert result.exit_code == 2
+    assert "trl: no such file or folder" in result.output
+    assert not out.exists()

@@ -15,7 +15,7 @@ from ise.config import Config, TrainConfig
 from ise.errors import InputError
 from ise.jsonl import read_records
 from ise.records import Plan
-from ise.train.data import TrainRow, read_dataset
+from ise.train.data import Dataset, TrainRow, read_dataset
 from ise.train.decontam import Decontaminator, refuse_overlaps
 from ise.train.masking import Encoded, fit
 
@@ -68,10 +68,15 @@ def decontaminate(rows: list[TrainRow], config: Config) -> tuple[list[TrainRow],
     return refuse_overlaps(rows, Decontaminator(plans), training_plans(config.train))
 
 
-def prepare(tokenizer: Any, data: Path, config: Config) -> Prepared:
+def read_training_data(data: Path) -> Dataset:
+    """The rows, read and checked before any model is loaded, so bad input costs nothing."""
     dataset = read_dataset(data)
     if not dataset.train:
         raise InputError(f"{data}: no training rows")
+    return dataset
+
+
+def prepare(tokenizer: Any, dataset: Dataset, data: Path, config: Config) -> Prepared:
     train_rows, refused = decontaminate(dataset.train, config)
     validation_rows, refused_validation = decontaminate(dataset.validation, config)
     prepared = Prepared([], [], rows_read=len(dataset.train), refused=refused + refused_validation)

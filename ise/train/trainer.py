@@ -27,7 +27,7 @@ from ise.llm.local_model import ModelSource, load_model, load_tokenizer, pick_de
 from ise.outputs import writable_folder, write_text_atomic
 from ise.records import Record
 from ise.stages.sft_files import replace_dir
-from ise.train.prepare import Prepared, prepare
+from ise.train.prepare import Prepared, prepare, read_training_data
 
 SUMMARY = "train.json"
 
@@ -83,9 +83,10 @@ def run_train(data: Path, output: Path, config: Config, *, resume: bool = False,
     checkpoint = latest_checkpoint(output) if resume else None
     if resume and checkpoint is None:
         raise InputError(f"--resume: no checkpoint of {output} to resume from (in {work_folder(output)})")
+    dataset = read_training_data(data)
     console.print(f"loading the tokenizer of {source.label}")
     tokenizer = load_tokenizer(source)
-    prepared = prepare(tokenizer, data, config)
+    prepared = prepare(tokenizer, dataset, data, config)
     _say_prepared(prepared, console)
     if checkpoint is None:
         shutil.rmtree(work_folder(output), ignore_errors=True)  # a fresh start must not mix in an old run's steps
