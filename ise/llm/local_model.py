@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ise.errors import InputError
+from ise.errors import InputError, IseError
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -95,7 +95,21 @@ def load_model(source: ModelSource, *, dtype: DType = "auto", device: Device = "
     model: Any = AutoModelForCausalLM.from_pretrained(
         source.folder, gguf_file=source.gguf_file, dtype=pick_dtype(dtype, where), local_files_only=True
     )
+    if source.gguf_file:
+        as_dense(model, source)
     return model.to(where)
+
+
+def as_dense(model: Any, source: ModelSource) -> None:
+    """A GGUF read through transformers is dequantised into ordinary tensors, but the model keeps the GGUF
+    quantizer's marks, and with them the Trainer refuses to train it and save_pretrained to save it. The marks are
+    removed once no module holds packed GGUF blocks (which only a GPU kernel package would leave)."""
+    packed = [name for name, module in model.named_modules() if "gguf" in type(module).__name__.lower()]
+    if packed:
+        raise IseError(f"model {source.label}: {len(packed)} layers stayed in packed GGUF blocks and cannot be trained")
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
 
 
 def attach_adapter(model: Any, adapter: Path) -> Any:
