@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ise.sandbox.config import SandboxConfig
-from ise.sandbox.docker import DockerSandbox, SandboxPool, open_sandbox
+from ise.sandbox.docker import DockerSandbox, open_sandbox
+from ise.sandbox.docker_pool import SandboxPool
 from ise.sandbox.engine import ensure_engine
 from ise.sandbox.image import build_image
 

@@ -15,7 +15,8 @@ from ise.records import Intent, Plan, Profile
 from ise.sandbox import lifecycle
 from ise.sandbox.base import Sandbox
 from ise.sandbox.config import SandboxConfig
-from ise.sandbox.docker import open_sandbox, shared_api
+from ise.sandbox.docker import open_sandbox
+from ise.sandbox.docker_api import shared_api
 from ise.sandbox.engine import ensure_engine
 from ise.sandbox.image import build_image
 from ise.sandbox.provider import SandboxFactory

@@ -29,7 +29,7 @@ from ise.plan_static import static_problems
 from ise.plan_validation import validate
 from ise.records import AnswerCheck, Plan, Trace
 from ise.sandbox import lifecycle
-from ise.sandbox.docker import shared_api
+from ise.sandbox.docker_api import shared_api
 from ise.sandbox.provider import SandboxFactory, open_provider
 from ise.seeds import domains, load_seed_tasks, load_seeds, seed_examples
 from ise.stages.evaluate import run_eval

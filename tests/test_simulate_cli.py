@@ -12,7 +12,7 @@ from simulate_support import CARD, GOOD_WORLD, docker_sandboxes, intent
 
 from ise.runner import errors_path
 from ise.sandbox import lifecycle
-from ise.sandbox.docker import shared_api
+from ise.sandbox.docker_api import shared_api
 from ise.stages.simulate import stats_path
 
 ISE = Path(sys.executable).with_name("ise")

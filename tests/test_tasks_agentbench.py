@@ -18,7 +18,7 @@ from ise.errors import InputError
 from ise.plan_static import static_problems
 from ise.records import AnswerCheck, Plan, ShellCheck
 from ise.sandbox import lifecycle
-from ise.sandbox.docker import shared_api
+from ise.sandbox.docker_api import shared_api
 from ise.sandbox.provider import SandboxFactory, open_provider
 from ise.stages.evaluate import run_eval
 from ise.tasks import TaskSet, agentbench, load_tasks

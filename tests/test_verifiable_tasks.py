@@ -23,7 +23,7 @@ from ise.prompts import render
 from ise.records import AnswerCheck, Message, Milestone, Plan, ShellCheck, TerminationReason, Trace
 from ise.sandbox import lifecycle
 from ise.sandbox.base import ExecResult
-from ise.sandbox.docker import shared_api
+from ise.sandbox.docker_api import shared_api
 from ise.sandbox.provider import SandboxFactory, open_provider
 from ise.stages.episode import ExecuteEnv, execute_plan
 from ise.usersim import VERDICT_TOKENS, drift_reason

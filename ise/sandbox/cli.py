@@ -68,7 +68,7 @@ def gc(
     ] = False,
 ) -> None:
     """Remove sandbox containers left behind by runs whose process is gone."""
-    from ise.sandbox.docker import shared_api
+    from ise.sandbox.docker_api import shared_api
     from ise.sandbox.lifecycle import reap_orphans
 
     removed = reap_orphans(shared_api(), everything=all_)

@@ -23,7 +23,7 @@ from ise.sandbox.base import Sandbox
 from ise.sandbox.config import SandboxConfig
 
 if TYPE_CHECKING:
-    from ise.sandbox.docker import SandboxPool
+    from ise.sandbox.docker_pool import SandboxPool
 
 __all__ = ["Profile", "SandboxFactory", "Sandboxes", "open_provider"]
 
@@ -48,7 +48,8 @@ def open_provider(config: SandboxConfig, *, run_id: str) -> Iterator[Sandboxes]:
     """Sandboxes for one run, labelled with its run id. Call from the main thread (signal handlers can only be
     installed there); the factory it yields may be called from any thread. Pools are started on first use of a
     profile and closed, with every sandbox they still hold, when the block ends."""
-    from ise.sandbox.docker import SandboxPool, open_sandbox, require_image
+    from ise.sandbox.docker import open_sandbox, require_image
+    from ise.sandbox.docker_pool import SandboxPool
 
     image_id = require_image(config)
     lock = threading.Lock()

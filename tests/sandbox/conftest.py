@@ -13,7 +13,8 @@ from sandbox_support import RUN_ID, OpenSandbox
 from ise.records import Profile
 from ise.sandbox import lifecycle
 from ise.sandbox.config import SandboxConfig
-from ise.sandbox.docker import DockerSandbox, open_sandbox, shared_api
+from ise.sandbox.docker import DockerSandbox, open_sandbox
+from ise.sandbox.docker_api import shared_api
 from ise.sandbox.engine import ensure_engine
 from ise.sandbox.image import build_image
 

@@ -26,7 +26,8 @@ from ise.records import Profile
 from ise.sandbox import lifecycle
 from ise.sandbox.base import FileToolError, SandboxError
 from ise.sandbox.config import ADMIN_CAPABILITIES, SandboxConfig
-from ise.sandbox.docker import DockerSandbox, open_sandbox, shared_api
+from ise.sandbox.docker import DockerSandbox, open_sandbox
+from ise.sandbox.docker_api import shared_api
 
 pytestmark = pytest.mark.docker
 

@@ -16,7 +16,9 @@ from sandbox_support import RUN_ID
 from ise.records import Profile
 from ise.sandbox import lifecycle
 from ise.sandbox.config import ADMIN_CAPABILITIES, SandboxConfig
-from ise.sandbox.docker import DockerSandbox, SandboxPool, open_sandbox, shared_api
+from ise.sandbox.docker import DockerSandbox, open_sandbox
+from ise.sandbox.docker_api import shared_api
+from ise.sandbox.docker_pool import SandboxPool
 from ise.sandbox.engine import ensure_engine
 from ise.sandbox.image import apt_mirror, build_image, context_sha256, images_root
 

@@ -12,7 +12,8 @@ from sandbox_support import RUN_ID
 
 from ise.sandbox import lifecycle
 from ise.sandbox.config import SandboxConfig
-from ise.sandbox.docker import DockerSandbox, shared_api
+from ise.sandbox.docker import DockerSandbox
+from ise.sandbox.docker_api import shared_api
 from ise.sandbox.provider import open_provider
 
 pytestmark = pytest.mark.docker
