@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ise.agent import Meter
 from ise.checks import describe
 from ise.llm.base import LLM, LLMError
+from ise.meter import Meter
 from ise.prompts import render
 from ise.records import Check, CheckProbe, Message, Plan, Step
 from ise.role_guard import VERDICT_TOKENS, Verdict, drift_reason, judge_draft, split_verdict

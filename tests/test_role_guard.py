@@ -11,9 +11,9 @@ import pytest
 from execute_support import make_plan
 from role_guard_support import load_cases, score
 
-from ise.agent import Meter
 from ise.llm.base import LLMError
 from ise.llm.scripted import Reply, ScriptedLLM
+from ise.meter import Meter
 from ise.records import Message, ToolSpec
 from ise.role_guard import drift_reason, judge_draft
 from ise.usersim import MilestoneView, UserSimulator, UserTurn, Verdict

@@ -18,16 +18,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ise.agent import (
-    Agent,
-    AgentContext,
-    EpisodeEnded,
-    Meter,
-    ToolBox,
-)
+from ise.agent import Agent, AgentContext, ToolBox
 from ise.checks import answer_for, run_check
 from ise.config import Config, ExecuteConfig
 from ise.llm.base import LLM, LLMError
+from ise.meter import EpisodeEnded, Meter
 from ise.prompts import render
 from ise.provenance import attempt_id, config_hash, ise_version, trajectory_seed
 from ise.records import (
