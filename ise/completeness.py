@@ -26,8 +26,9 @@ it is.", "where that comes from."."""
 _ELLIPSIS = re.compile(r"(?:\.\.\.|…)$")
 
 
-def cut_off_reason(text: str) -> str | None:
-    """Why `text` reads as cut off, or None when it is whole."""
+def cut_off_reason(text: str, *, sentence: bool = True) -> str | None:
+    """Why `text` reads as cut off, or None when it is whole. `sentence`: it must end with closing punctuation (a
+    request is written to someone; a deliverable may be a noun phrase: "report/errors.csv and an incidents row")."""
     stripped = text.strip()
     if not stripped:
         return "it is empty"
@@ -38,6 +39,6 @@ def cut_off_reason(text: str) -> str | None:
         return "it trails off"
     if dangling := _DANGLING.search(core):
         return f"it ends mid-sentence ({dangling.group(0)!r})"
-    if not core or core[-1] not in ".!?":
+    if sentence and (not core or core[-1] not in ".!?"):
         return "it ends without closing punctuation"
     return None

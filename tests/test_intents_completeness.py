@@ -122,3 +122,12 @@ def test_a_draft_cut_off_on_every_attempt_goes_to_the_errors_file_with_the_reaso
     [error] = list(read_dicts(IntentsPaths.for_output(output).errors))
     assert error["error"] == "StructuredOutputError"
     assert "deliverable: Value error, cut off: it ends mid-sentence ('and')" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "deliverable",
+    ["report/errors.csv and an incidents row per failing endpoint", "~/backups/site-2024-05-01.tar.gz"],
+)
+def test_a_deliverable_may_be_a_noun_phrase_but_a_request_is_a_sentence(deliverable: str) -> None:
+    assert cut_off_reason(deliverable, sentence=False) is None
+    assert cut_off_reason(deliverable) == "it ends without closing punctuation"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from ise.completeness import cut_off_reason
 from ise.records.base import Record
@@ -74,10 +74,10 @@ class IntentDraft(Record):
 
     @field_validator("request", "deliverable")
     @classmethod
-    def _whole(cls, text: str) -> str:
+    def _whole(cls, text: str, info: ValidationInfo) -> str:
         # a cut-off draft goes back to the model with this reason (ise/llm/structured.chat_json), then to the errors
-        if reason := cut_off_reason(text):
-            raise ValueError(f"cut off: {reason}. Write it whole, ending with a complete sentence")
+        if reason := cut_off_reason(text, sentence=info.field_name == "request"):
+            raise ValueError(f"cut off: {reason}. Write it whole")
         return text
 
 
