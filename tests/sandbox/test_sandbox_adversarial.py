@@ -158,7 +158,9 @@ def test_escaped_children_of_a_timed_out_command_are_killed(shared_box: DockerSa
     )
     r = run(escapes, timeout_s=2)
     assert r.timed_out
-    assert agent_processes(shared_box) == []
+    # nothing runs on at once; the dead may wait a moment for PID 1 to reap them (seen on a loaded machine)
+    assert [p for p in agent_processes(shared_box) if "<defunct>" not in p] == []
+    assert settled(shared_box) == []
 
 
 def test_background_job_does_not_hold_the_call(shared_box: DockerSandbox) -> None:
