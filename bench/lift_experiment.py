@@ -3,7 +3,7 @@
     nice .venv/bin/python bench/lift_experiment.py -o runs/lift [--model qwen2.5-coder-0.5b]
         [--eval-tasks seeds:logs,text] [--train-tasks seeds] [--traces TRACES.jsonl]
         [--max-eval-tasks N] [--max-train-tasks N]
-        [--train-steps N] [--attempts k]
+        [--train-steps N] [--grad-accum N] [--attempts k]
 
 1. The held-out eval tasks (`--eval-tasks`, any `ise eval` source). The training tasks (`--train-tasks`) are
    decontaminated against them with ise/train/decontam.py (same plan id, task text or fixtures: refused and
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--max-eval-tasks", type=int, default=None)
     parser.add_argument("--max-train-tasks", type=int, default=None)
     parser.add_argument("--train-steps", type=int, default=20)
+    parser.add_argument("--grad-accum", type=int, default=8, help="rows per optimizer step")
     parser.add_argument("--attempts", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=6, help="agent steps per turn in both evals")
     parser.add_argument("--max-tokens", type=int, default=384, help="tokens per answer in both evals")
@@ -113,6 +114,7 @@ def main() -> None:
     k = ["--attempts", str(args.attempts)]
     before_s = ise("eval", *agent, *k, "--tasks", str(eval_file), "-o", str(out / "before.jsonl"))
     train_settings = ["-c", f"train.model={args.model}", "-c", "train.max_length=4096"]
+    train_settings += ["-c", f"train.grad_accum={args.grad_accum}"]
     train_s = ise(
         "train", "--data", str(out / "sft" / "trl"), "-o", str(out / "adapter"), *train_settings,
         "--max-steps", str(args.train_steps), "--exclude-tasks", str(eval_file),
