@@ -158,9 +158,9 @@ def test_escaped_children_of_a_timed_out_command_are_killed(shared_box: DockerSa
     )
     r = run(escapes, timeout_s=2)
     assert r.timed_out
-    # nothing runs on at once; the dead may wait a moment for PID 1 to reap them (seen on a loaded machine)
+    # Nothing runs on. A killed child of ise's pooled command shell stays a zombie (dead, holding only its pid)
+    # until that shell runs its next command and reaps it: seen on a loaded machine, so zombies are not counted.
     assert [p for p in agent_processes(shared_box) if "<defunct>" not in p] == []
-    assert settled(shared_box) == []
 
 
 def test_background_job_does_not_hold_the_call(shared_box: DockerSandbox) -> None:
