@@ -302,7 +302,10 @@ def _script_problems(plan: Plan, cfg: SimulateConfig) -> list[Problem]:
 
 
 def _root_tilde_problems(plan: Plan) -> list[Problem]:
-    """Checks and perturbations run as root, whose ~ is /root, not the agent's home."""
+    """Checks and perturbations run as root, whose ~ is /root, not the agent's home. Under the admin profile the
+    agent is root and /root its home, so there ~ means the same for both (AgentBench-OS tasks rely on it)."""
+    if plan.profile == "admin":
+        return []
     scripts = [(f"check {c.id}", c.command) for c in plan.checks if c.command is not None]
     scripts += [(f"perturbation {p.id}", f"{p.script}\n{p.when or ''}") for p in plan.perturbations]
     return [

@@ -26,13 +26,10 @@ from ise.tasks import TaskSet, agentbench, load_tasks
 CONFIG: Config = load_config([])
 RUN_ID = f"test-agentbench-{uuid.uuid4().hex[:8]}"
 MISSING_INIT = "its init script init/{} is not in the inspect-evals package"
-TILDE = "check {} runs as root, where ~ is /root: write /home/agent instead"
 """plan_static's rule for root's ~, which misfires here: the admin agent is root, so ~ is its home too."""
 TEST_UNIMPORTABLE = {
     **{str(i): MISSING_INIT.format("stock-log.sh") for i in range(7)},
     **{str(i): MISSING_INIT.format("nested_folders.sh") for i in (9, 10, 11)},
-    "32": TILDE.format("check"),
-    **{str(i): TILDE.format("answer") for i in (52, 59, 72, 78, 79, 83, 89, 101, 102, 106, 115, 117, 118)},
     **{str(i): "setup script needs the network ('apt install'); the sandbox has none" for i in (33, 34)},
 }
 
