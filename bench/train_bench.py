@@ -107,9 +107,11 @@ def method_scale(seconds_per_token: float, params_measured: float) -> list[str]:
     """What 23k trajectories on an 8B model would need, scaled by FLOPs from this measurement."""
     trajectories, mean_tokens, params = 23_000, 6_000, 8e9
     tokens = trajectories * mean_tokens
-    flops = 8 * params * tokens  # forward + backward + recomputed forward (activation checkpointing)
+    # forward + backward + recomputed forward (activation checkpointing); an upper bound for LoRA, which skips the
+    # frozen weights' gradients (about 6 x)
+    flops = 8 * params * tokens
     here = seconds_per_token * tokens * params / params_measured
-    h100_s = flops / (400e12 * 0.4)  # dense bf16 at 40% utilisation
+    h100_s = flops / (989e12 * 0.4)  # H100 SXM dense bf16 peak, at 40% utilisation
     return [
         f"method scale: {trajectories} trajectories x ~{mean_tokens} tokens = {tokens / 1e6:.0f}M tokens per epoch, "
         "an 8B model",
