@@ -81,7 +81,7 @@ def figure(summary_path: Path) -> dict[str, Any]:
 
 def say_pass(label: str, value: dict[str, Any]) -> str:
     interval = f"[{value['low']:.2f}, {value['high']:.2f}]"
-    return f"{label:<8} pass@1 {value['value']:.2f}  95% {interval}  ({value['tasks']} tasks)"
+    return f"{label:<8} pass@1 {value['value']:.2f}  95% {interval}  ({int(value['tasks'])} tasks)"
 
 
 def main() -> None:
