@@ -173,7 +173,9 @@ def _model_name(config: Config, agent: AgentKind) -> str:
     if agent != "llm":
         return f"control:{agent}"
     backend = config.llm_for("agent")
-    return str(getattr(backend, "model", backend.kind))
+    model = str(getattr(backend, "model", backend.kind))
+    adapter = getattr(backend, "adapter", None)  # a trained adapter on a local model (kind: transformers)
+    return f"{model}+{adapter}" if adapter else model
 
 
 def _traces_of(output: Path, ids: set[str]) -> list[Trace]:
