@@ -9,6 +9,7 @@ import pytest
 from ise.config import Config, load_config
 from ise.errors import InputError
 from ise.llm.config import EmbeddedBackend, OpenAIBackend, ScriptedBackend
+from ise.seeds import load_seeds
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -24,8 +25,11 @@ def test_defaults_without_sources() -> None:
 def test_demo_config_loads() -> None:
     config = load_config([str(DEMO)])
     assert isinstance(config.llm, EmbeddedBackend)
-    assert config.intents.count == 3
+    assert config.intents.count == 2
     assert config.intents.taxonomy == Path("configs/taxonomy")
+    assert config.simulate.verify_solution
+    assert config.execute.attempts == 2
+    assert {plan.id for plan in load_seeds(config.simulate.seeds)} == set(config.simulate.seeds)
 
 
 def test_sources_apply_in_order(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ def test_the_embedded_model_writes_a_plan_that_survives_the_dry_run(tmp_path: Pa
     intents, output = tmp_path / "intents.jsonl", tmp_path / "plans.jsonl"
     intents.write_text((DATA / "demo_intents.jsonl").read_text().splitlines()[0] + "\n")  # demo-sales-totals
     # The demo's models, with the full validation: the reference solution must make every check pass.
-    config = load_config([str(DEMO_CONFIG), "simulate.max_attempts=4", "simulate.verify_solution=true"])
+    config = load_config(
+        [str(DEMO_CONFIG), "simulate.max_attempts=4", "simulate.verify_solution=true", "simulate.seeds=[]"]
+    )
     with docker_sandboxes() as sandboxes:
         stats = run_simulate(intents, output, config, sandbox_factory=sandboxes, console=Console(width=120))
         plans = list(read_records(output, Plan)) if output.exists() else []
