@@ -227,7 +227,7 @@ def test_ise_eval_runs_the_trained_model_on_a_real_sandbox_episode(
     assert trace.usage[0].model == f"{tiny_model_dir}+{trained.adapter}"
     assert trace.outcome.passed is False  # a ten-megabyte random model solves nothing; the plumbing is the point
     assert [t.attempts for t in summary.tasks] == [1]
-    assert summary.model == str(tiny_model_dir)
+    assert summary.model == f"{tiny_model_dir}+{trained.adapter}"  # the summary names the adapter too
 
 
 def _reloaded_adapter_equals_the_merged_model(base: Path, adapter: Path) -> None:
