@@ -7,7 +7,7 @@ reason, so nothing is dropped silently. Sources, by the spelling `--tasks` takes
   `instruction.md`, else each sub-folder that does;
 - `agentbench-os`, `agentbench-os:dev`, `agentbench-os:test`: AgentBench-OS from the installed inspect-evals package
   (ise/tasks/agentbench.py; no network);
-- `seeds` or `seeds:<domain>[,<domain>…]`: ise's verified seed library (ise/seeds).
+- `seeds` or `seeds:<domain or seed id>[,…]`: ise's verified seed library (ise/seeds).
 Sinks: Harbor task directories (ise/tasks/harbor_export.py) and ATIF trajectories (ise/tasks/atif.py).
 """
 
