@@ -86,12 +86,9 @@ def run_check(check: Check, sandbox: Sandbox, *, answer: str, timeout_s: float) 
             expected=check.expected if check.match != "one_of" else "\n".join(check.options),
             reason=reason,
         )
-    result = sandbox.exec(with_answer(check.command, answer), timeout_s=timeout_s, user="root")
+    result, failure = _compute_expected(check.command, sandbox, answer=answer, timeout_s=timeout_s)
     expected = result.stdout.strip()
-    if result.timed_out or result.exit_code != 0:
-        passed, reason = False, "the check's command timed out" if result.timed_out else "the check's command failed"
-    else:
-        passed, reason = answer_verdict(check, answer, expected)
+    passed, reason = (False, failure) if failure else answer_verdict(check, answer, expected)
     return _from_exec(
         check.id, result, passed=passed, kind="answer", answer=_clip(answer), expected=_clip(expected), reason=reason
     )
@@ -101,10 +98,9 @@ def _run_script(check: AnswerCheck, sandbox: Sandbox, *, answer: str, timeout_s:
     """match script: the expected value (literal or computed), then the check's own `verify` decides."""
     expected: str = check.expected or ""
     if check.command is not None:
-        computed = sandbox.exec(with_answer(check.command, answer), timeout_s=timeout_s, user="root")
-        if computed.timed_out or computed.exit_code != 0:
-            reason = "the check's command timed out" if computed.timed_out else "the check's command failed"
-            return _from_exec(check.id, computed, passed=False, kind="answer", answer=_clip(answer), reason=reason)
+        computed, failure = _compute_expected(check.command, sandbox, answer=answer, timeout_s=timeout_s)
+        if failure:
+            return _from_exec(check.id, computed, passed=False, kind="answer", answer=_clip(answer), reason=failure)
         expected = computed.stdout.strip()
     if not normalise(answer):
         empty = "the answer is empty"
@@ -116,6 +112,19 @@ def _run_script(check: AnswerCheck, sandbox: Sandbox, *, answer: str, timeout_s:
     return _from_exec(
         check.id, result, passed=passed, kind="answer", answer=_clip(answer), expected=_clip(expected), reason=rejected
     )
+
+
+def _compute_expected(
+    command: str, sandbox: Sandbox, *, answer: str, timeout_s: float
+) -> tuple[ExecResult, str | None]:
+    """Run an answer check's command, which prints the expected value; the second item says why it failed, if it
+    did (a check whose command fails or times out never passes)."""
+    result = sandbox.exec(with_answer(command, answer), timeout_s=timeout_s, user="root")
+    if result.timed_out:
+        return result, "the check's command timed out"
+    if result.exit_code != 0:
+        return result, "the check's command failed"
+    return result, None
 
 
 def _from_exec(check_id: str, result: ExecResult, *, passed: bool, **fields: object) -> CheckResult:
