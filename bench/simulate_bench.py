@@ -1,12 +1,13 @@
 """How well a model writes plans that survive the dry run: one-shot vs two-part drafting, side by side.
 
     .venv/bin/python bench/simulate_bench.py [--intents tests/data/simulate/demo_intents.jsonl] [--seeds 2]
-        [--modes two_part,one_shot] [--attempts 4] [-c llm.max_tokens=2048 ...]
+        [--modes two_part,one_shot] [--seed-examples 0,1] [--attempts 4] [-c llm.max_tokens=2048 ...]
 
-For each mode, every intent is planned once per seed (a fresh Simulator each time) with the configured LLM (the
-embedded Qwen2.5-Coder-0.5B by default) and real Docker sandboxes. Prints per mode: intents planned, first-try
-rate, mean attempts of kept plans, problems met, LLM seconds per attempt, dry-run seconds per attempt. Don't run it
-next to other heavy work: on 2 cores every other process shows up in the timings.
+For each mode and number of seed plans shown as worked examples, every intent is planned once per seed (a fresh
+Simulator each time) with the configured LLM (the embedded Qwen2.5-Coder-0.5B by default) and real Docker sandboxes.
+Prints per column: intents planned, first-try rate, proven plans per intent and per LLM minute, mean attempts of kept
+plans, problems met, LLM seconds per attempt, dry-run seconds per attempt. Don't run it next to other heavy work:
+on 2 cores every other process shows up in the timings.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--intents", type=Path, default=Path("tests/data/simulate/demo_intents.jsonl"))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--modes", default="two_part,one_shot")
+    parser.add_argument("--seed-examples", default="0", help="simulate.seed_examples values to compare, e.g. 0,1")
     parser.add_argument("--attempts", type=int, default=4)
     parser.add_argument("-c", "--config", action="append", default=[])
     parser.add_argument("--repeats", type=int, default=5, help="Validations of the hand-written plan to time.")
@@ -51,15 +53,16 @@ def main() -> None:
         return
     columns: dict[str, dict[str, str]] = {}
     for mode in args.modes.split(","):
-        config = load_config(
-            [*args.config, f"simulate.two_part={mode == 'two_part'}", f"simulate.max_attempts={args.attempts}"]
-        )
-        llm = config.llm_for("simulate").build()
-        try:
-            with open_provider(config.sandbox, run_id="simulate-bench") as sandboxes:
-                columns[mode] = run_mode(mode, intents, args.seeds, config, llm, sandboxes, console)
-        finally:
-            llm.close()
+        for examples in args.seed_examples.split(","):
+            settings = [f"simulate.two_part={mode == 'two_part'}", f"simulate.max_attempts={args.attempts}"]
+            config = load_config([*args.config, *settings, f"simulate.seed_examples={examples}"])
+            column = f"{mode}, {examples} seed example(s)"
+            llm = config.llm_for("simulate").build()
+            try:
+                with open_provider(config.sandbox, run_id="simulate-bench") as sandboxes:
+                    columns[column] = run_mode(column, intents, args.seeds, config, llm, sandboxes, console)
+            finally:
+                llm.close()
     table = Table(title=f"simulate bench: {len(intents)} intents x {args.seeds} seeds, {args.attempts} attempts")
     table.add_column("")
     for mode in columns:
@@ -100,6 +103,7 @@ def run_mode(
     kept: list[int] = []
     problems: Counter[str] = Counter()
     llm_per_attempt: list[float] = []
+    llm_total_s = 0.0
     dry_run: list[float] = []
     started = time.monotonic()
     runs = 0
@@ -118,11 +122,14 @@ def run_mode(
                 console.print(f"    attempt {number}: {'; '.join(failure)[:400]}", highlight=False, markup=False)
             problems.update(outcome.problem_kinds)
             llm_per_attempt.append(outcome.llm_s / max(1, outcome.attempts))
+            llm_total_s += outcome.llm_s
             dry_run += outcome.validation_s
             console.print(f"[{mode}] seed {seed} {intent.id}: {verdict}", highlight=False)
     return {
         "intents planned": f"{len(kept)}/{runs}",
         "first-try rate": f"{sum(a == 1 for a in kept) / runs:.2f}",
+        "proven plans per intent": f"{len(kept) / runs:.2f}",
+        "proven plans per LLM minute": f"{len(kept) / (llm_total_s / 60):.3f}" if llm_total_s else "-",
         "attempts of kept plans": f"{statistics.fmean(kept):.2f}" if kept else "-",
         "problems met": ", ".join(f"{k} {v}" for k, v in problems.most_common()) or "-",
         "LLM s per attempt (median)": f"{statistics.median(llm_per_attempt):.1f}",
