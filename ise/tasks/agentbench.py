@@ -65,15 +65,12 @@ from ise.records import (
     AnswerCheck,
     Check,
     Fixtures,
-    Intent,
-    Milestone,
     Origin,
-    Persona,
     Plan,
     ShellCheck,
-    UserCard,
 )
 from ise.tasks import AGENTBENCH, TaskSet, Unimportable
+from ise.tasks.imported import imported_intent, single_ask_user
 
 SPLITS = {"dev": "agent_bench_os.json", "test": "agent_bench_os_test.json"}
 HOME = "/root"
@@ -84,7 +81,6 @@ _USR_TREES = re.compile(rf"{SUITE_HOME}/(local|bin|sbin|lib|include|share)(?![\w
 """inspect-evals rewrote /usr to its home as well: /home/agent/local/bin was /usr/local/bin."""
 MISSING_PACKAGE = "agentbench-os needs the inspect-evals package: make setup installs it"
 _HEREDOC = "ISE_AGENTBENCH_COMPARATOR"
-_NEUTRAL = Persona(role="computer user", industry="general", experience="intermediate", style="neutral")
 
 
 class _Unexpressible(Exception):
@@ -163,13 +159,19 @@ def to_plan(record: dict[str, Any], *, split: str, path: Path, scripts: Path, co
     try:
         plan = Plan(
             id=plan_id,
-            intent=_intent(plan_id, description, category, labels, answers=isinstance(checks[0], AnswerCheck)),
-            fixtures=Fixtures(setup_script=_setup(task, scripts, seed=f"{AGENTBENCH}:{split}:{task_id}")),
-            user=UserCard(
-                persona="A user who asks once, in the task's words, and adds nothing.",
-                goal=description,
-                milestones=[Milestone(id="task", ask=description, checks=[c.id for c in checks])],
+            intent=imported_intent(
+                plan_id,
+                description,
+                domain=category,
+                tasks=labels or [category],
+                complexity="simple",
+                deliverable="the answer to the question"
+                if isinstance(checks[0], AnswerCheck)
+                else "the machine in the state the request asks for",
+                workspace=["the machine as described"],
             ),
+            fixtures=Fixtures(setup_script=_setup(task, scripts, seed=f"{AGENTBENCH}:{split}:{task_id}")),
+            user=single_ask_user(description, [c.id for c in checks]),
             checks=checks,
             budgets=config.simulate.budgets["simple"],
             solution=[_solution(evaluation, scripts)],
@@ -181,21 +183,6 @@ def to_plan(record: dict[str, Any], *, split: str, path: Path, scripts: Path, co
     if problems := static_problems(plan, config.simulate):
         raise _Unexpressible("; ".join(str(p) for p in problems))
     return plan
-
-
-def _intent(plan_id: str, description: str, category: str, labels: list[str], *, answers: bool) -> Intent:
-    return Intent(
-        id=plan_id,
-        persona=_NEUTRAL,
-        domain=category,
-        tasks=labels or [category],
-        tools=[],
-        complexity="simple",
-        expected_turns=1,
-        request=description,
-        deliverable="the answer to the question" if answers else "the machine in the state the request asks for",
-        workspace=["the machine as described"],
-    )
 
 
 def _rehome(text: str) -> str:

@@ -35,22 +35,17 @@ from ise.records import (
     Complexity,
     FileFixture,
     Fixtures,
-    Intent,
-    Milestone,
     Origin,
-    Persona,
     Plan,
     RewardCheck,
-    UserCard,
 )
 from ise.tasks import TaskSet, Unimportable
 from ise.tasks.harbor_dockerfile import CARRY_LIMIT, Environment, Untranslatable, file_fixture, translate
+from ise.tasks.imported import imported_intent, single_ask_user
 
 SUITE = "harbor"
 CHECK_ID = "tests"
 COMPLEXITY: dict[str, Complexity] = {"easy": "simple", "medium": "medium", "hard": "complex"}
-PERSONA = Persona(role="engineer", industry="software", experience="experienced", style="neutral")
-"""Harbor tasks have no persona; the request is the task text as written."""
 WORKSPACE_IMAGE = "ise-workspace"
 
 
@@ -266,23 +261,16 @@ def _plan(
         workdir=environment.workdir,
         timeout_s=_number(meta, folder, "verifier", "timeout_sec"),
     )
-    intent = Intent(
-        id=identifier,
-        persona=PERSONA,
+    intent = imported_intent(
+        identifier,
+        instruction,
         domain=category,
         tasks=[folder.name],
-        tools=[],
         complexity=complexity,
-        expected_turns=1,
-        request=instruction,
         deliverable="what tests/test.sh verifies",
         workspace=[f.path for f in environment.files[:6]] or ["ise's workspace image as it is"],
     )
-    user = UserCard(
-        persona="A user who handed over a task as written and waits for the result; terse.",
-        goal=instruction,
-        milestones=[Milestone(id="task", ask=instruction, checks=[CHECK_ID])],
-    )
+    user = single_ask_user(instruction, [CHECK_ID])
     return Plan(
         id=identifier,
         intent=intent,
