@@ -24,19 +24,10 @@ from typing import Any
 
 from ise.stages.sft_rows import approx_tokens
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from train_support import BASH, call  # the training tests' tool and call shapes: one definition for both
+
 ROOT = Path(__file__).resolve().parent.parent
-BASH = {
-    "type": "function",
-    "function": {
-        "name": "bash",
-        "description": "Run a shell command.",
-        "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
-    },
-}
-
-
-def call(call_id: str, command: str) -> dict[str, Any]:
-    return {"id": call_id, "type": "function", "function": {"name": "bash", "arguments": {"command": command}}}
 
 
 def conversation(tokens: int) -> dict[str, Any]:
